@@ -1,0 +1,102 @@
+//! Lock-free state ownership by sequential execution.
+//!
+//! Instead of guarding state with a mutex, give it to a **sequence**: a virtual thread on a
+//! shared thread pool that runs the tasks posted to it one at a time, in posting order, each
+//! seeing everything the previous one did. State reached only from the sequence's tasks needs
+//! no lock. The model is Chromium's `base/task`; this crate adds what Rust can check.
+//!
+//! # Tour
+//!
+//! A pool and a sequence on it:
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool};
+//!
+//! let pool = ThreadPool::builder().name("app").workers(2).build()?;
+//! let seq = pool.sequenced_runner(TaskTraits::default());
+//!
+//! seq.post(|| println!("runs alone on the sequence"))?;        // Result<(), PostError>
+//! let answer = seq.post_with_result(|| 6 * 7)?;                 // TaskHandle<i32>
+//! assert_eq!(answer.join()?, 42);                               // or `.await`
+//! seq.wait_idle(Duration::from_secs(5))?;                       // everything posted so far ran
+//!
+//! let report = pool.shutdown();                                 // what ran, what was dropped
+//! assert_eq!(report.skipped(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The global pool starts on first use, so there is nothing to set up:
+//!
+//! ```
+//! use taskrunner::{TaskRunnerExt, TaskTraits};
+//!
+//! let seq = taskrunner::sequenced_runner(TaskTraits::default());
+//! assert_eq!(seq.post_with_result(|| "hi").unwrap().join().unwrap(), "hi");
+//! ```
+//!
+//! Nothing is lost silently. A rejected post hands the task back; a panic is reported once to
+//! the pool's panic handler with the line that posted the task, and delivered to whoever waits:
+//!
+//! ```
+//! use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool};
+//!
+//! let pool = ThreadPool::builder().workers(1).panic_handler(|_| {}).build().unwrap();
+//! let seq = pool.sequenced_runner(TaskTraits::default());
+//! let err = seq.post_with_result(|| -> u32 { panic!("boom") }).unwrap().join().unwrap_err();
+//! assert!(err.is_panic());
+//! assert_eq!(err.panic_message(), Some("boom"));
+//! assert_eq!(seq.post_with_result(|| 1).unwrap().join().unwrap(), 1); // the runner goes on
+//! ```
+//!
+//! Waiting on a sequence from inside itself is refused instead of hanging:
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool, WaitError};
+//!
+//! let pool = ThreadPool::builder().workers(1).build().unwrap();
+//! let seq = pool.sequenced_runner(TaskTraits::default());
+//! let inner = seq.clone();
+//! let result = seq.post_with_result(move || inner.wait_idle(Duration::from_secs(1))).unwrap();
+//! assert_eq!(result.join().unwrap(), Err(WaitError::WouldDeadlock));
+//! ```
+//!
+//! # Where things are
+//!
+//! - [`ThreadPool`], [`ThreadPoolBuilder`], [`global`], [`ShutdownReport`]: the pool.
+//! - [`SequencedTaskRunner`]: the sequence. [`TaskTraits`] ([`Priority`],
+//!   [`ShutdownBehavior`]) belong to the runner and are fixed when it is made.
+//! - [`TaskRunner`] (one required method) and [`TaskRunnerExt`] (the helpers, for every runner).
+//! - [`TaskHandle`]: a task's result, blocking or `.await`. [`TaskError`], [`PostError`],
+//!   [`WaitError`], [`BuildError`]: what can go wrong.
+//! - [`current_runner`], [`SequenceToken`]: where the current task runs.
+//!
+//! Internals: `pool/` holds the workers, the sequence state machine, sleep and wake and the
+//! shutdown tracker; its `README.md` writes the protocols down. `sync` selects `std` or `loom`
+//! types so the protocols are model-checked (`RUSTFLAGS="--cfg loom"`).
+
+#![deny(unsafe_code)]
+#![warn(rust_2018_idioms)]
+
+mod current;
+mod error;
+mod handle;
+mod pool;
+mod runner;
+mod sequenced;
+mod sync;
+mod task;
+
+#[cfg(all(test, loom))]
+mod tests;
+
+pub use crate::current::{current_runner, SequenceToken};
+pub use crate::error::{BuildError, PostError, TaskError, WaitError};
+pub use crate::handle::TaskHandle;
+pub use crate::pool::{
+    global, sequenced_runner, PanicReport, ShutdownReport, ThreadPool, ThreadPoolBuilder,
+};
+pub use crate::runner::{RunnerHandle, TaskRunner, TaskRunnerExt};
+pub use crate::sequenced::{SequencedRunnerBuilder, SequencedTaskRunner};
+pub use crate::task::{Priority, ShutdownBehavior, Task, TaskTraits};

@@ -1,0 +1,544 @@
+//! The thread pool: workers, the queues of ready task sources, sleep and wake, shutdown.
+//!
+//! The protocols are written down in `README.md` beside this file.
+
+mod sequence;
+mod sleep;
+mod tracker;
+mod worker;
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
+
+use crate::error::panic_message;
+use crate::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{thread, Arc, Condvar, Mutex};
+use crate::{BuildError, PostError, Priority, SequencedTaskRunner, Task, TaskRunner, TaskTraits};
+
+pub(crate) use sequence::{Release, Sequence};
+pub use tracker::ShutdownReport;
+
+use sleep::{Notified, Sleep};
+use tracker::Tracker;
+
+/// Something the pool schedules: a whole sequence (one entry however many tasks it holds) or
+/// a one-off task.
+pub(crate) enum Source {
+    Sequence(Arc<Sequence>),
+    Task(Task, TaskTraits),
+}
+
+/// What a worker is doing, as seen by shutdown.
+const IDLE: u8 = 0;
+const RUNNING_WAITED: u8 = 1;
+const RUNNING_CONTINUE: u8 = 2;
+
+/// Per-worker counters, padded so workers do not share cache lines.
+#[derive(Debug, Default)]
+struct WorkerSlot {
+    ran: AtomicU64,
+    activity: AtomicU8,
+}
+
+/// A panic caught in a task, as handed to the pool's panic handler.
+#[derive(Debug)]
+pub struct PanicReport<'a> {
+    runner: &'a str,
+    message: &'a str,
+    location: &'static Location<'static>,
+}
+
+impl PanicReport<'_> {
+    /// The name of the runner whose task panicked.
+    pub fn runner(&self) -> &str {
+        self.runner
+    }
+
+    /// The panic message (`<non-string panic payload>` when it was not a string).
+    pub fn message(&self) -> &str {
+        self.message
+    }
+
+    /// Where the task was posted from.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+}
+
+impl fmt::Display for PanicReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "taskrunner: task on runner '{}' posted from {} panicked: {}",
+            self.runner, self.location, self.message
+        )
+    }
+}
+
+type PanicHandler = Box<dyn Fn(&PanicReport<'_>) + Send + Sync>;
+type ThreadNamer = Box<dyn Fn(usize) -> String + Send + Sync>;
+
+/// Exit bookkeeping, guarded by `Shared::exits`.
+struct Exits {
+    exited: Vec<bool>,
+    handles: Vec<Option<thread::JoinHandle<()>>>,
+}
+
+/// State shared by the workers, the runners and the pool handles.
+pub(crate) struct Shared {
+    id: u64,
+    name: Arc<str>,
+    queues: [SegQueue<Source>; Priority::COUNT],
+    sleep: Sleep,
+    tracker: Tracker,
+    workers: Box<[CachePadded<WorkerSlot>]>,
+    live_workers: AtomicUsize,
+    exits: Mutex<Exits>,
+    exits_changed: Condvar,
+    /// Bumped whenever a runner may have finished shutting down (`wait_shutdown` waits on it).
+    runner_events: Mutex<u64>,
+    runner_events_changed: Condvar,
+    panic_handler: PanicHandler,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("name", &self.name)
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    #[inline]
+    pub(crate) fn is_accepting(&self) -> bool {
+        self.tracker.is_accepting()
+    }
+
+    /// Queues a ready source and wakes a worker if none is awake to find it.
+    #[inline]
+    pub(crate) fn schedule(&self, source: Source, priority: Priority) {
+        self.queues[priority.index()].push(source);
+        if self.sleep.notify_one() == Notified::Terminated {
+            self.drain_after_termination();
+        }
+    }
+
+    /// Any source queued, at any priority.
+    pub(crate) fn has_queued(&self) -> bool {
+        self.queues.iter().any(|q| !q.is_empty())
+    }
+
+    /// The next source, by priority with bounded aging: a non-empty lower priority level is
+    /// passed over at most `AGING_LIMIT` times before it gets a turn. `ages` is per worker.
+    pub(crate) fn pop_source(&self, ages: &mut [u32; Priority::COUNT]) -> Option<Source> {
+        const AGING_LIMIT: u32 = 8;
+        let highest = (0..Priority::COUNT).rev().find(|&p| !self.queues[p].is_empty())?;
+        let mut pick = highest;
+        for (level, age) in ages.iter_mut().enumerate().take(highest) {
+            if !self.queues[level].is_empty() {
+                *age += 1;
+                if *age > AGING_LIMIT && pick == highest {
+                    pick = level;
+                }
+            }
+        }
+        ages[pick] = 0;
+        self.queues[pick].pop().or_else(|| self.queues.iter().rev().find_map(|q| q.pop()))
+    }
+
+    /// Reports a panic caught in a task.
+    #[cold]
+    pub(crate) fn report_panic(
+        &self,
+        runner: &str,
+        payload: &(dyn std::any::Any + Send),
+        location: &'static Location<'static>,
+    ) {
+        let message = panic_message(payload);
+        let report = PanicReport { runner, message: &message, location };
+        // A panicking handler must not take the worker down.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (self.panic_handler)(&report)
+        }));
+    }
+
+    pub(crate) fn notify_runner_event(&self) {
+        *self.runner_events.lock() += 1;
+        self.runner_events_changed.notify_all();
+    }
+
+    /// Waits until `done()` holds, re-checking whenever a runner event is signalled.
+    pub(crate) fn wait_runner_event(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut() -> bool,
+    ) -> bool {
+        let mut events = self.runner_events.lock();
+        loop {
+            if done() {
+                return true;
+            }
+            match deadline {
+                None => events = self.runner_events_changed.wait(events),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    events = self.runner_events_changed.wait_timeout(events, deadline - now);
+                }
+            }
+        }
+    }
+
+    /// Called by a poster that found the pool terminated: every worker has exited, so the
+    /// poster drops what is queued itself, counting each task as skipped.
+    #[cold]
+    fn drain_after_termination(&self) {
+        for queue in &self.queues {
+            while let Some(source) = queue.pop() {
+                worker::drain_source(self, source);
+            }
+        }
+    }
+
+    fn ran(&self) -> u64 {
+        self.workers.iter().map(|w| w.ran.load(Ordering::Relaxed)).sum()
+    }
+
+    fn begin_shutdown(&self) {
+        self.tracker.begin_shutdown();
+        self.sleep.shutdown();
+        self.notify_runner_event();
+    }
+
+    fn shutdown(&self, timeout: Option<Duration>) -> ShutdownReport {
+        self.begin_shutdown();
+        let me = worker::current_worker_index(self.id);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut timed_out = false;
+        let mut exits = self.exits.lock();
+        let still_running = loop {
+            let mut waited_for = 0;
+            let mut not_waited = 0;
+            for (index, slot) in self.workers.iter().enumerate() {
+                if exits.exited[index] {
+                    continue;
+                }
+                if Some(index) == me || slot.activity.load(Ordering::Acquire) == RUNNING_CONTINUE {
+                    not_waited += 1;
+                } else {
+                    waited_for += 1;
+                }
+            }
+            if waited_for == 0 {
+                break not_waited;
+            }
+            match deadline {
+                None => exits = self.exits_changed.wait(exits),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        timed_out = true;
+                        break waited_for + not_waited;
+                    }
+                    exits = self.exits_changed.wait_timeout(exits, deadline - now);
+                }
+            }
+        };
+        // Join the workers that have exited (they are past their last lock, about to return).
+        let exits_ref = &mut *exits;
+        let handles: Vec<_> = exits_ref
+            .handles
+            .iter_mut()
+            .zip(&exits_ref.exited)
+            .filter(|(_, exited)| **exited)
+            .filter_map(|(handle, _)| handle.take())
+            .collect();
+        drop(exits);
+        for handle in handles {
+            let _ = handle.join();
+        }
+        self.tracker.report(self.ran(), still_running, timed_out)
+    }
+}
+
+/// A pool of worker threads that runs task sources: sequences and one-off tasks.
+///
+/// A `ThreadPool` is a cheap handle (`Clone`). Dropping the last handle starts shutdown
+/// without waiting for it; runners created from the pool then reject posts. Call
+/// [`shutdown`](ThreadPool::shutdown) or [`shutdown_timeout`](ThreadPool::shutdown_timeout) to
+/// wait and get a [`ShutdownReport`].
+///
+/// ```
+/// use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool};
+///
+/// let pool = ThreadPool::builder().name("app").workers(2).build().unwrap();
+/// let seq = pool.sequenced_runner(TaskTraits::default());
+/// let h = seq.post_with_result(|| 1 + 1).unwrap();
+/// assert_eq!(h.join().unwrap(), 2);
+/// let report = pool.shutdown();
+/// assert_eq!(report.ran(), 1);
+/// ```
+#[derive(Clone)]
+pub struct ThreadPool {
+    owner: Arc<Owner>,
+}
+
+/// The user-facing owner of the pool: when the last handle goes, shutdown starts.
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shared.begin_shutdown();
+    }
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("name", &self.owner.shared.name)
+            .field("workers", &self.owner.shared.workers.len())
+            .finish()
+    }
+}
+
+impl ThreadPool {
+    /// A builder for a pool.
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder::default()
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.owner.shared.name
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.owner.shared.workers.len()
+    }
+
+    /// A new sequenced runner with the given traits. Runners are cheap: make one per piece of
+    /// state.
+    pub fn sequenced_runner(&self, traits: TaskTraits) -> SequencedTaskRunner {
+        SequencedTaskRunner::new(self.owner.shared.clone(), traits, None)
+    }
+
+    /// A builder for a sequenced runner with a name (shown in panic reports).
+    pub fn sequenced_runner_builder(&self) -> crate::SequencedRunnerBuilder {
+        crate::SequencedRunnerBuilder::new(self.owner.shared.clone())
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_shut_down(&self) -> bool {
+        !self.owner.shared.is_accepting()
+    }
+
+    /// Shuts the pool down and waits: see [`ShutdownBehavior`](crate::ShutdownBehavior) for
+    /// what happens to each task. Idempotent. Called from one of the pool's own tasks, it does
+    /// not wait for that task (it is counted in
+    /// [`still_running`](ShutdownReport::still_running)).
+    pub fn shutdown(&self) -> ShutdownReport {
+        self.owner.shared.shutdown(None)
+    }
+
+    /// Like [`shutdown`](ThreadPool::shutdown), waiting at most `timeout` for running tasks.
+    pub fn shutdown_timeout(&self, timeout: Duration) -> ShutdownReport {
+        self.owner.shared.shutdown(Some(timeout))
+    }
+}
+
+/// One-off tasks posted to the pool itself run with the default [`TaskTraits`], in parallel
+/// with each other (no sequence).
+impl TaskRunner for ThreadPool {
+    fn post_task(&self, task: Task) -> Result<(), PostError> {
+        let shared = &self.owner.shared;
+        if !shared.is_accepting() {
+            return Err(PostError::Closed(task));
+        }
+        let traits = TaskTraits::default();
+        shared.schedule(Source::Task(task, traits), traits.priority());
+        Ok(())
+    }
+
+    fn is_closed(&self) -> bool {
+        !self.owner.shared.is_accepting()
+    }
+}
+
+/// Configuration for a [`ThreadPool`].
+///
+/// ```
+/// use taskrunner::ThreadPool;
+///
+/// assert!(ThreadPool::builder().workers(0).build().is_err());
+/// let pool = ThreadPool::builder()
+///     .name("io")
+///     .workers(2)
+///     .thread_name(|i| format!("io-worker-{i}"))
+///     .panic_handler(|report| eprintln!("{report}"))
+///     .build()
+///     .unwrap();
+/// assert_eq!(pool.workers(), 2);
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ThreadPoolBuilder {
+    name: String,
+    workers: Option<usize>,
+    thread_name: Option<ThreadNamer>,
+    panic_handler: Option<PanicHandler>,
+}
+
+impl Default for ThreadPoolBuilder {
+    fn default() -> Self {
+        ThreadPoolBuilder {
+            name: "taskrunner".to_owned(),
+            workers: None,
+            thread_name: None,
+            panic_handler: None,
+        }
+    }
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("name", &self.name)
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ThreadPoolBuilder {
+    /// The pool's name; worker threads are named `{name}-{index}` unless
+    /// [`thread_name`](Self::thread_name) says otherwise.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The number of worker threads. Default: the machine's available parallelism.
+    /// `build` rejects 0.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// Names worker threads from their index.
+    pub fn thread_name(mut self, f: impl Fn(usize) -> String + Send + Sync + 'static) -> Self {
+        self.thread_name = Some(Box::new(f));
+        self
+    }
+
+    /// Called once for every panic caught in a task, on the worker thread, with the runner
+    /// name, the message and the posted-from location. The default writes one line to stderr.
+    /// (The process-wide panic hook of the standard library still runs first, as for any
+    /// panic; replace it with `std::panic::set_hook` to silence it.)
+    pub fn panic_handler(
+        mut self,
+        f: impl Fn(&PanicReport<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.panic_handler = Some(Box::new(f));
+        self
+    }
+
+    /// Starts the pool's threads.
+    pub fn build(self) -> Result<ThreadPool, BuildError> {
+        let workers = match self.workers {
+            Some(0) => return Err(BuildError::new("a thread pool needs at least one worker")),
+            Some(n) if n > sleep::MAX_WORKERS => {
+                return Err(BuildError::new(format!(
+                    "a thread pool can have at most {} workers, {n} requested",
+                    sleep::MAX_WORKERS
+                )))
+            }
+            Some(n) => n,
+            None => default_workers(),
+        };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            name: Arc::from(self.name.as_str()),
+            queues: [SegQueue::new(), SegQueue::new(), SegQueue::new()],
+            sleep: Sleep::new(workers),
+            tracker: Tracker::new(),
+            workers: (0..workers).map(|_| CachePadded::new(WorkerSlot::default())).collect(),
+            live_workers: AtomicUsize::new(workers),
+            exits: Mutex::new(Exits {
+                exited: vec![false; workers],
+                handles: (0..workers).map(|_| None).collect(),
+            }),
+            exits_changed: Condvar::new(),
+            runner_events: Mutex::new(0),
+            runner_events_changed: Condvar::new(),
+            panic_handler: self
+                .panic_handler
+                .unwrap_or_else(|| Box::new(|report| eprintln!("{report}"))),
+        });
+        for index in 0..workers {
+            let thread_name = match &self.thread_name {
+                Some(f) => f(index),
+                None => format!("{}-{index}", self.name),
+            };
+            match worker::spawn(shared.clone(), index, thread_name) {
+                Ok(handle) => shared.exits.lock().handles[index] = Some(handle),
+                Err(error) => {
+                    // Workers that did start exit through the normal shutdown path.
+                    shared.live_workers.fetch_sub(workers - index, Ordering::AcqRel);
+                    {
+                        let mut exits = shared.exits.lock();
+                        for exited in &mut exits.exited[index..] {
+                            *exited = true;
+                        }
+                    }
+                    let pool = ThreadPool { owner: Arc::new(Owner { shared }) };
+                    pool.shutdown();
+                    return Err(BuildError::new(format!("failed to spawn a worker thread: {error}")));
+                }
+            }
+        }
+        Ok(ThreadPool { owner: Arc::new(Owner { shared }) })
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(sleep::MAX_WORKERS)
+}
+
+/// The process-wide pool, started on first use with one worker per available CPU. It is never
+/// shut down by the library: there is nothing to set up and nothing to forget.
+pub fn global() -> &'static ThreadPool {
+    static GLOBAL: OnceLock<ThreadPool> = OnceLock::new();
+    GLOBAL.get_or_init(|| {
+        ThreadPool::builder()
+            .name("taskrunner")
+            .build()
+            .unwrap_or_else(|e| panic!("taskrunner: cannot start the global pool: {e}"))
+    })
+}
+
+/// A sequenced runner on the [global](global()) pool.
+///
+/// ```
+/// use taskrunner::{TaskRunnerExt, TaskTraits};
+///
+/// let seq = taskrunner::sequenced_runner(TaskTraits::default());
+/// assert_eq!(seq.post_with_result(|| "hello").unwrap().join().unwrap(), "hello");
+/// ```
+pub fn sequenced_runner(traits: TaskTraits) -> SequencedTaskRunner {
+    global().sequenced_runner(traits)
+}

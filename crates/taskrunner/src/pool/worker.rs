@@ -1,0 +1,263 @@
+//! A worker thread: find a source, run it, spin briefly, park. See `README.md`.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::sleep::Registered;
+use super::{Release, Sequence, Shared, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED};
+use crate::current;
+use crate::sync::atomic::Ordering;
+use crate::sync::{spin_hint, thread, thread_local, Arc};
+use crate::{Priority, RunnerHandle, SequencedTaskRunner, ShutdownBehavior, Task};
+
+/// How many tasks of one sequence a worker runs before it checks whether other sources wait.
+#[cfg(not(loom))]
+const BATCH: usize = 64;
+#[cfg(loom)]
+const BATCH: usize = 2;
+
+/// How long a batch may run before other sources get a turn (checked every 16 tasks).
+#[cfg(not(loom))]
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// How many times an idle worker polls the queues before it parks.
+#[cfg(not(loom))]
+const SPIN_ROUNDS: usize = 64;
+#[cfg(loom)]
+const SPIN_ROUNDS: usize = 1;
+
+thread_local! {
+    /// (pool id, worker index) of the current thread, when it is a pool worker.
+    static WORKER: Cell<Option<(u64, usize)>> = Cell::new(None);
+}
+
+/// The index of the current thread in pool `pool_id`, if it is one of its workers.
+pub(super) fn current_worker_index(pool_id: u64) -> Option<usize> {
+    WORKER.with(|w| w.get()).filter(|(id, _)| *id == pool_id).map(|(_, index)| index)
+}
+
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    index: usize,
+    name: String,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    let run = move || Worker { shared, index, ages: [0; Priority::COUNT] }.run();
+    #[cfg(not(loom))]
+    {
+        thread::Builder::new().name(name).spawn(run)
+    }
+    #[cfg(loom)]
+    {
+        let _ = name;
+        Ok(thread::spawn(run))
+    }
+}
+
+/// Why a batch ended.
+enum BatchEnd {
+    /// The queue looked empty.
+    Empty,
+    /// The count or time budget was spent.
+    Budget,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    index: usize,
+    ages: [u32; Priority::COUNT],
+}
+
+impl Worker {
+    fn run(mut self) {
+        WORKER.with(|w| w.set(Some((self.shared.id, self.index))));
+        loop {
+            if let Some(source) = self.shared.pop_source(&mut self.ages) {
+                self.run_source(source);
+                continue;
+            }
+            if let Some(source) = self.spin() {
+                self.run_source(source);
+                continue;
+            }
+            if !self.shared.is_accepting() {
+                if self.shared.has_queued() {
+                    continue;
+                }
+                break;
+            }
+            self.park();
+        }
+        self.exit();
+    }
+
+    /// Polls the queues a few times before parking (a post arriving now is picked up without a
+    /// wake-up). A spinner that finds work and was the last spinner wakes another worker if
+    /// more is queued, because posters skip the wake-up while someone spins.
+    fn spin(&mut self) -> Option<Source> {
+        let sleep = &self.shared.sleep;
+        sleep.start_spinning();
+        for _ in 0..SPIN_ROUNDS {
+            spin_hint();
+            if let Some(source) = self.shared.pop_source(&mut self.ages) {
+                if sleep.stop_spinning() && self.shared.has_queued() {
+                    let _ = sleep.notify_one();
+                }
+                return Some(source);
+            }
+        }
+        // Still counted as a spinner: `park` turns that into a sleeper in one step.
+        None
+    }
+
+    /// Registers as a sleeper (leaving the spinners), re-checks, and parks.
+    fn park(&mut self) {
+        let sleep = &self.shared.sleep;
+        let registered = sleep.register_sleeper(self.index);
+        if registered == Registered::ShuttingDown || self.shared.has_queued() {
+            sleep.unregister_sleeper(self.index);
+            return;
+        }
+        sleep.park();
+        sleep.unregister_sleeper(self.index);
+    }
+
+    fn run_source(&mut self, source: Source) {
+        match source {
+            Source::Sequence(sequence) => self.run_sequence(sequence),
+            Source::Task(task, traits) => {
+                self.set_activity(traits.shutdown_behavior());
+                let closed = !self.shared.is_accepting();
+                if self.shared.tracker.should_run(traits.shutdown_behavior(), closed) {
+                    run_task(&self.shared, self.shared.name(), task);
+                    self.add_ran(1);
+                } else {
+                    skip_task(&self.shared, task);
+                }
+                self.clear_activity();
+            }
+        }
+    }
+
+    /// Runs batches of the sequence's tasks; the worker owns the sequence throughout.
+    fn run_sequence(&mut self, sequence: Arc<Sequence>) {
+        let traits = sequence.traits();
+        let behavior = traits.shutdown_behavior();
+        self.set_activity(behavior);
+        let _context = current::enter(
+            RunnerHandle::sequenced(SequencedTaskRunner::from_sequence(sequence.clone())),
+            Some(sequence.token()),
+        );
+        loop {
+            let (ran, end) = self.run_batch(&sequence, behavior);
+            self.add_ran(ran);
+            match end {
+                BatchEnd::Budget if self.shared.has_queued() => {
+                    // Let waiting sources go first; the sequence stays scheduled.
+                    self.shared.schedule(Source::Sequence(sequence), traits.priority());
+                    break;
+                }
+                BatchEnd::Budget => continue,
+                BatchEnd::Empty => match sequence.release() {
+                    Release::Released => break,
+                    Release::Reacquired => continue,
+                },
+            }
+        }
+        self.clear_activity();
+    }
+
+    /// Runs up to `BATCH` tasks (or `BATCH_TIME`). Returns how many ran and why it stopped.
+    #[inline]
+    fn run_batch(&self, sequence: &Sequence, behavior: ShutdownBehavior) -> (u64, BatchEnd) {
+        #[cfg(not(loom))]
+        let started = std::time::Instant::now();
+        let mut popped = 0;
+        let mut ran = 0;
+        loop {
+            if popped == BATCH {
+                return (ran, BatchEnd::Budget);
+            }
+            let Some(task) = sequence.pop() else { return (ran, BatchEnd::Empty) };
+            popped += 1;
+            if self.shared.tracker.should_run(behavior, sequence.is_closed()) {
+                run_task(&self.shared, sequence.name(), task);
+                ran += 1;
+            } else {
+                skip_task(&self.shared, task);
+            }
+            #[cfg(not(loom))]
+            if popped % 16 == 0 && started.elapsed() >= BATCH_TIME {
+                return (ran, BatchEnd::Budget);
+            }
+        }
+    }
+
+    fn add_ran(&self, n: u64) {
+        if n > 0 {
+            self.shared.workers[self.index].ran.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn set_activity(&self, behavior: ShutdownBehavior) {
+        let activity = match behavior {
+            ShutdownBehavior::ContinueOnShutdown => RUNNING_CONTINUE,
+            _ => RUNNING_WAITED,
+        };
+        self.shared.workers[self.index].activity.store(activity, Ordering::Release);
+    }
+
+    fn clear_activity(&self) {
+        self.shared.workers[self.index].activity.store(IDLE, Ordering::Release);
+        if !self.shared.is_accepting() {
+            // Shutdown may be waiting for this worker.
+            let _exits = self.shared.exits.lock();
+            self.shared.exits_changed.notify_all();
+        }
+    }
+
+    fn exit(self) {
+        if self.shared.live_workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Last one out: from now on posters drain what they push (see sleep.rs).
+            self.shared.sleep.terminate();
+            self.shared.drain_after_termination();
+        }
+        let mut exits = self.shared.exits.lock();
+        exits.exited[self.index] = true;
+        self.shared.exits_changed.notify_all();
+    }
+}
+
+/// Runs one task, catching and reporting a panic.
+#[inline]
+fn run_task(shared: &Shared, runner: &str, task: Task) {
+    let location = task.location();
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task.run())) {
+        shared.report_panic(runner, &*payload, location);
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+    }
+}
+
+/// Drops a task unrun, counting it. Its captured state's `Drop` may panic: reported too.
+#[cold]
+fn skip_task(shared: &Shared, task: Task) {
+    let location = task.location();
+    shared.tracker.record_skipped(location);
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(task))) {
+        shared.report_panic(shared.name(), &*payload, location);
+    }
+}
+
+/// Drops every task of a source popped after termination (see `Shared::drain_after_termination`).
+pub(super) fn drain_source(shared: &Shared, source: Source) {
+    match source {
+        Source::Task(task, _) => skip_task(shared, task),
+        Source::Sequence(sequence) => loop {
+            while let Some(task) = sequence.pop() {
+                skip_task(shared, task);
+            }
+            if sequence.release() == Release::Released {
+                break;
+            }
+        },
+    }
+}

@@ -1,0 +1,141 @@
+//! The [`TaskRunner`] trait (one required method), its helper extension [`TaskRunnerExt`], and
+//! [`RunnerHandle`], a handle to any kind of runner.
+
+use std::panic::Location;
+
+use crate::current::SequenceToken;
+use crate::{PostError, SequencedTaskRunner, Task, TaskHandle};
+
+/// Something tasks can be posted to.
+///
+/// Implementors write one method, [`post_task`](TaskRunner::post_task); everything else has a
+/// default, and the helpers (`post`, `post_with_result`, …) live in [`TaskRunnerExt`], which is
+/// implemented for every runner. The trait is object safe: `&dyn TaskRunner` and
+/// `Arc<dyn TaskRunner>` work.
+///
+/// Posting never runs the task inline, and a rejected task is handed back in the error.
+pub trait TaskRunner: Send + Sync {
+    /// Queues `task`. On error the task is handed back, unrun.
+    fn post_task(&self, task: Task) -> Result<(), PostError>;
+
+    /// The sequence this runner's tasks run in, if they run in one (sequenced and
+    /// single-thread runners do; a pool or parallel runner does not).
+    fn sequence_token(&self) -> Option<SequenceToken> {
+        None
+    }
+
+    /// Whether the calling code runs in this runner's sequence: true inside one of its tasks.
+    fn runs_tasks_in_current_sequence(&self) -> bool {
+        let token = self.sequence_token();
+        token.is_some() && token == SequenceToken::current()
+    }
+
+    /// Whether the runner has shut down (posts are rejected).
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+/// Helpers over [`TaskRunner::post_task`], for every runner.
+///
+/// Each helper records its caller as the task's posted-from location (`#[track_caller]`), so
+/// panics and shutdown reports name the line that posted.
+pub trait TaskRunnerExt: TaskRunner {
+    /// Posts a closure.
+    ///
+    /// ```
+    /// use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool};
+    /// use std::time::Duration;
+    ///
+    /// let pool = ThreadPool::builder().workers(2).build().unwrap();
+    /// let seq = pool.sequenced_runner(TaskTraits::default());
+    /// seq.post(|| println!("runs on the sequence")).unwrap();
+    /// seq.wait_idle(Duration::from_secs(5)).unwrap();
+    /// ```
+    #[track_caller]
+    fn post<F>(&self, f: F) -> Result<(), PostError>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.post_task(Task::with_location(f, Location::caller()))
+    }
+
+    /// Posts a closure and returns a handle to its result.
+    ///
+    /// A panic in the task becomes `Err` ([`TaskError::is_panic`](crate::TaskError::is_panic))
+    /// for the handle, is reported once to the pool's panic handler, and the runner goes on.
+    ///
+    /// ```
+    /// use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool};
+    ///
+    /// let pool = ThreadPool::builder().workers(2).build().unwrap();
+    /// let seq = pool.sequenced_runner(TaskTraits::default());
+    /// let answer = seq.post_with_result(|| 6 * 7).unwrap();
+    /// assert_eq!(answer.join().unwrap(), 42);
+    /// ```
+    #[track_caller]
+    fn post_with_result<F, T>(&self, f: F) -> Result<TaskHandle<T>, PostError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let location = Location::caller();
+        let (handle, run) = TaskHandle::new(f, location, self.sequence_token());
+        self.post_task(Task::with_location(run, location))?;
+        Ok(handle)
+    }
+}
+
+impl<R: TaskRunner + ?Sized> TaskRunnerExt for R {}
+
+/// A handle to a runner of any kind, as returned by
+/// [`current_runner`](crate::current_runner). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RunnerHandle {
+    kind: RunnerKind,
+}
+
+#[derive(Clone, Debug)]
+enum RunnerKind {
+    Sequenced(SequencedTaskRunner),
+}
+
+impl RunnerHandle {
+    pub(crate) fn sequenced(runner: SequencedTaskRunner) -> RunnerHandle {
+        RunnerHandle { kind: RunnerKind::Sequenced(runner) }
+    }
+
+    /// The runner as a sequenced runner, if it is one.
+    pub fn as_sequenced(&self) -> Option<&SequencedTaskRunner> {
+        match &self.kind {
+            RunnerKind::Sequenced(runner) => Some(runner),
+        }
+    }
+
+    /// The runner's name.
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            RunnerKind::Sequenced(runner) => runner.name(),
+        }
+    }
+}
+
+impl TaskRunner for RunnerHandle {
+    fn post_task(&self, task: Task) -> Result<(), PostError> {
+        match &self.kind {
+            RunnerKind::Sequenced(runner) => runner.post_task(task),
+        }
+    }
+
+    fn sequence_token(&self) -> Option<SequenceToken> {
+        match &self.kind {
+            RunnerKind::Sequenced(runner) => runner.sequence_token(),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match &self.kind {
+            RunnerKind::Sequenced(runner) => runner.is_closed(),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The `std`/`loom` facade.
+//!
+//! Every concurrency primitive the crate uses internally comes from here, so the protocols can
+//! be model-checked by building with `RUSTFLAGS="--cfg loom"` (the same arrangement tokio and
+//! crossbeam use). Outside loom the types are the standard library's.
+//!
+//! `Mutex` and `Condvar` are thin wrappers that ignore poisoning: no user code ever runs while
+//! one of the crate's locks is held, so a poisoned lock can only mean a bug in the crate itself,
+//! and the data it guards (counters, lists of waiters) stays consistent at every await point.
+
+#![allow(dead_code, unreachable_pub)]
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::sync::atomic;
+    pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::thread;
+    pub(crate) use loom::thread_local;
+    pub(crate) use loom::sync::{Condvar as RawCondvar, Mutex as RawMutex, MutexGuard};
+
+    /// Under loom, spinning is replaced by a yield so the model can make progress.
+    #[inline]
+    pub(crate) fn spin_hint() {
+        loom::thread::yield_now();
+    }
+}
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use std::sync::atomic;
+    pub(crate) use std::sync::Arc;
+    pub(crate) use std::thread;
+    pub(crate) use std::thread_local;
+    pub(crate) use std::sync::{Condvar as RawCondvar, Mutex as RawMutex, MutexGuard};
+
+    #[inline]
+    pub(crate) fn spin_hint() {
+        std::hint::spin_loop();
+    }
+}
+
+pub(crate) use imp::*;
+
+use std::time::Duration;
+
+/// A mutex whose `lock` never reports poisoning (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(RawMutex<T>);
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Mutex(RawMutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A condition variable paired with [`Mutex`].
+#[derive(Debug, Default)]
+pub(crate) struct Condvar(RawCondvar);
+
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar(RawCondvar::new())
+    }
+
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.0.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits at most `timeout`. Under loom time does not pass, so this is a plain wait there:
+    /// models never rely on a timeout to make progress.
+    pub(crate) fn wait_timeout<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, T> {
+        #[cfg(loom)]
+        {
+            let _ = timeout;
+            self.wait(guard)
+        }
+        #[cfg(not(loom))]
+        {
+            self.0.wait_timeout(guard, timeout).unwrap_or_else(|p| p.into_inner()).0
+        }
+    }
+
+    pub(crate) fn notify_one(&self) {
+        self.0.notify_one();
+    }
+
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}

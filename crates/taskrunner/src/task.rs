@@ -1,0 +1,155 @@
+//! Tasks and the traits a runner gives them.
+
+use std::fmt;
+use std::panic::Location;
+
+/// A unit of work: a closure to run once, and the place it was posted from.
+///
+/// Runners take `Task`s through [`TaskRunner::post_task`](crate::TaskRunner::post_task); the
+/// helpers of [`TaskRunnerExt`](crate::TaskRunnerExt) build them for you and record the caller's
+/// location with `#[track_caller]`. A rejected post hands its `Task` back inside the
+/// [`PostError`](crate::PostError), so the caller may run it elsewhere or drop it.
+pub struct Task {
+    f: Box<dyn FnOnce() + Send + 'static>,
+    location: &'static Location<'static>,
+}
+
+impl Task {
+    /// Wraps `f`, recording the caller as the posted-from location.
+    #[track_caller]
+    pub fn new<F>(f: F) -> Task
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        Task::with_location(f, Location::caller())
+    }
+
+    /// Wraps `f` with an explicit posted-from location (for wrappers that forward their own
+    /// caller's location).
+    pub fn with_location<F>(f: F, location: &'static Location<'static>) -> Task
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        Task { f: Box::new(f), location }
+    }
+
+    /// Where the task was posted from.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// Runs the task on the current thread.
+    pub fn run(self) {
+        (self.f)()
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("posted_from", &format_args!("{}", self.location)).finish()
+    }
+}
+
+/// The priority of a runner's tasks, relative to the other task sources of its pool.
+///
+/// Priorities order *sources* (sequences, one-off tasks) in the pool, never the tasks inside one
+/// sequence, which always run in posting order. When the pool is saturated, `UserBlocking`
+/// sources start first; lower priorities still make progress (bounded aging: a waiting lower
+/// priority source is started after at most a fixed number of higher-priority starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[non_exhaustive]
+pub enum Priority {
+    /// Work the user will not notice if it is late (cleanup, prefetch, statistics).
+    BestEffort,
+    /// Work the user will see the result of, but is not waiting on right now. The default.
+    #[default]
+    UserVisible,
+    /// Work the user is waiting on (input handling, a visible update).
+    UserBlocking,
+}
+
+impl Priority {
+    /// Number of priorities.
+    pub(crate) const COUNT: usize = 3;
+
+    /// Dense index: `BestEffort` is 0.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Priority::BestEffort => 0,
+            Priority::UserVisible => 1,
+            Priority::UserBlocking => 2,
+        }
+    }
+
+}
+
+/// What happens to a runner's tasks when its pool (or the runner itself) shuts down.
+///
+/// | behaviour | queued when shutdown starts | running when shutdown starts |
+/// | --- | --- | --- |
+/// | `ContinueOnShutdown` | dropped, counted | not waited for |
+/// | `SkipOnShutdown` (default) | dropped, counted | waited for |
+/// | `BlockShutdown` | run, waited for | waited for |
+///
+/// Once shutdown has started no new post is accepted, whatever the behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ShutdownBehavior {
+    /// Queued tasks are dropped; a task already running is not waited for.
+    ContinueOnShutdown,
+    /// Queued tasks are dropped; a task already running is waited for. The default.
+    #[default]
+    SkipOnShutdown,
+    /// Queued tasks still run, and shutdown waits for them.
+    BlockShutdown,
+}
+
+/// The traits of a runner, fixed when it is created.
+///
+/// ```
+/// use taskrunner::{Priority, ShutdownBehavior, TaskTraits};
+///
+/// let traits = TaskTraits::default()
+///     .with_priority(Priority::UserBlocking)
+///     .with_shutdown_behavior(ShutdownBehavior::BlockShutdown);
+/// assert_eq!(traits.priority(), Priority::UserBlocking);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TaskTraits {
+    priority: Priority,
+    shutdown_behavior: ShutdownBehavior,
+}
+
+impl TaskTraits {
+    /// The default traits: `UserVisible`, `SkipOnShutdown`.
+    pub const fn new() -> TaskTraits {
+        TaskTraits {
+            priority: Priority::UserVisible,
+            shutdown_behavior: ShutdownBehavior::SkipOnShutdown,
+        }
+    }
+
+    /// Sets the priority.
+    #[must_use]
+    pub const fn with_priority(mut self, priority: Priority) -> TaskTraits {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the shutdown behaviour.
+    #[must_use]
+    pub const fn with_shutdown_behavior(mut self, behavior: ShutdownBehavior) -> TaskTraits {
+        self.shutdown_behavior = behavior;
+        self
+    }
+
+    /// The priority.
+    pub const fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// The shutdown behaviour.
+    pub const fn shutdown_behavior(&self) -> ShutdownBehavior {
+        self.shutdown_behavior
+    }
+}
