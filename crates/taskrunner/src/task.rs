@@ -80,7 +80,6 @@ impl Priority {
             Priority::UserBlocking => 2,
         }
     }
-
 }
 
 /// What happens to a runner's tasks when its pool (or the runner itself) shuts down.
