@@ -26,13 +26,23 @@ pub enum PostError {
     Closed(Task),
     /// The runner's queue is at capacity.
     Full(Task),
+    /// The runner cannot run delayed or repeating tasks: the default of
+    /// [`TaskRunner::timer_target`](crate::TaskRunner::timer_target) for runners outside this
+    /// crate.
+    Unsupported(Task),
+    /// A repeating task was posted with a zero interval. (The handed-back task runs the
+    /// closure once.)
+    InvalidInterval(Task),
 }
 
 impl PostError {
     /// The rejected task.
     pub fn into_task(self) -> Task {
         match self {
-            PostError::Closed(task) | PostError::Full(task) => task,
+            PostError::Closed(task)
+            | PostError::Full(task)
+            | PostError::Unsupported(task)
+            | PostError::InvalidInterval(task) => task,
         }
     }
 
@@ -49,7 +59,10 @@ impl PostError {
     /// Where the rejected task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
         match self {
-            PostError::Closed(task) | PostError::Full(task) => task.location(),
+            PostError::Closed(task)
+            | PostError::Full(task)
+            | PostError::Unsupported(task)
+            | PostError::InvalidInterval(task) => task.location(),
         }
     }
 }
@@ -59,6 +72,10 @@ impl fmt::Debug for PostError {
         match self {
             PostError::Closed(task) => f.debug_tuple("Closed").field(task).finish(),
             PostError::Full(task) => f.debug_tuple("Full").field(task).finish(),
+            PostError::Unsupported(task) => f.debug_tuple("Unsupported").field(task).finish(),
+            PostError::InvalidInterval(task) => {
+                f.debug_tuple("InvalidInterval").field(task).finish()
+            }
         }
     }
 }
@@ -72,6 +89,16 @@ impl fmt::Display for PostError {
             PostError::Full(task) => {
                 write!(f, "task posted from {} rejected: runner queue is full", task.location())
             }
+            PostError::Unsupported(task) => write!(
+                f,
+                "task posted from {} rejected: the runner has no timer for delayed tasks",
+                task.location()
+            ),
+            PostError::InvalidInterval(task) => write!(
+                f,
+                "repeating task posted from {} rejected: its interval is zero",
+                task.location()
+            ),
         }
     }
 }

@@ -87,6 +87,9 @@ mod runner;
 mod sequenced;
 mod sync;
 mod task;
+#[cfg(all(feature = "test-util", not(loom)))]
+pub mod test_util;
+pub mod time;
 
 #[cfg(all(test, loom))]
 mod tests;
@@ -100,3 +103,7 @@ pub use crate::pool::{
 pub use crate::runner::{RunnerHandle, TaskRunner, TaskRunnerExt};
 pub use crate::sequenced::{SequencedRunnerBuilder, SequencedTaskRunner};
 pub use crate::task::{Priority, ShutdownBehavior, Task, TaskTraits};
+pub use crate::time::{
+    Clock, DelayedHandle, MissedTickPolicy, RealClock, Repeat, RepeatingHandle, StopReason,
+    TimerTarget,
+};

@@ -125,6 +125,11 @@ impl Worker {
     }
 
     fn run_source(&mut self, source: Source) {
+        self.run_source_inner(source);
+        self.shared.source_finished();
+    }
+
+    fn run_source_inner(&mut self, source: Source) {
         match source {
             Source::Sequence(sequence) => self.run_sequence(sequence),
             Source::Task(task, traits) => {
@@ -252,6 +257,11 @@ fn skip_task(shared: &Shared, task: Task) {
 
 /// Drops every task of a source popped after termination (see `Shared::drain_after_termination`).
 pub(super) fn drain_source(shared: &Shared, source: Source) {
+    drain_source_inner(shared, source);
+    shared.source_finished();
+}
+
+fn drain_source_inner(shared: &Shared, source: Source) {
     match source {
         Source::Task(task, _) => skip_task(shared, task),
         Source::Sequence(sequence) => loop {
