@@ -196,11 +196,13 @@ impl TimerService {
     }
 
     /// The earliest pending deadline.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.state.lock().heap.next_deadline()
     }
 
     /// Pending entries in firing order: (deadline, posted-from location).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn pending(&self) -> Vec<(Instant, &'static Location<'static>)> {
         self.state.lock().heap.pending()
     }

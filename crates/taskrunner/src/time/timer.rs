@@ -235,6 +235,7 @@ impl TimerHeap {
     }
 
     /// The pending entries in firing order: (deadline, posted-from location).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn pending(&self) -> Vec<(Instant, &'static Location<'static>)> {
         let mut all: Vec<&Timer> = self.heap.iter().filter(|t| t.entry.is_pending()).collect();
         all.sort_by(|a, b| b.cmp(a));
