@@ -87,7 +87,7 @@ mod runner;
 mod sequenced;
 mod sync;
 mod task;
-#[cfg(all(feature = "test-util", not(loom)))]
+#[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod time;
 
