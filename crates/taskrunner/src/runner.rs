@@ -200,11 +200,10 @@ pub trait TaskRunnerExt: TaskRunner {
         F: FnMut() + Send + 'static,
     {
         let location = Location::caller();
-        let mut f = f;
         match self.timer_target() {
             Some(target) => RepeatingHandle::start(target, repeat, Box::new(f), location),
             None => {
-                let task = Task::with_location(move || f(), location);
+                let task = Task::with_location(f, location);
                 Err(if self.is_closed() {
                     PostError::Closed(task)
                 } else {

@@ -17,6 +17,18 @@ fn public_types_are_send_and_sync() {
     send_sync::<ShutdownReport>();
     send_sync::<TaskTraits>();
     send_sync::<SequenceToken>();
+    send_sync::<DelayedHandle>();
+    send_sync::<RepeatingHandle>();
+    send_sync::<Repeat>();
+    send_sync::<MissedTickPolicy>();
+    send_sync::<StopReason>();
+    send_sync::<RealClock>();
+    send_sync::<TimerTarget>();
+    #[cfg(feature = "test-util")]
+    {
+        send_sync::<taskrunner::test_util::TestEnvironment>();
+        send::<taskrunner::test_util::TestEnvironmentBuilder>();
+    }
     send::<Task>();
     send::<PostError>();
     send::<ThreadPoolBuilder>();

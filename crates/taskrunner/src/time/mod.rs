@@ -25,7 +25,7 @@
 //!   alone is dropped and counted when it expires.
 //! - A delayed post to a closed runner returns `Err(PostError::Closed(task))` at once.
 //! - Runners outside this crate get [`PostError::Unsupported`] from the delayed helpers, unless
-//!   they forward [`TaskRunner::timer_target`](crate::TaskRunner::timer_target) to a runner of
+//!   they forward [`TaskRunner::timer_target`] to a runner of
 //!   this crate that they wrap.
 //! - The first tick of a repeating task runs one interval after the post, unless
 //!   [`Repeat::with_initial_delay`] says otherwise. A zero interval is refused
@@ -362,7 +362,8 @@ impl RepeatingHandle {
         self.state.stop_reason()
     }
 
-    /// How many times the closure has run (including a run that panicked).
+    /// How many runs of the closure have started (a run in progress and a run that panicked
+    /// included).
     pub fn runs(&self) -> u64 {
         self.state.runs()
     }

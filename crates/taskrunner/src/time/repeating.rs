@@ -101,13 +101,12 @@ impl Tick {
         if !self.state.is_active() {
             return;
         }
+        self.state.runs.fetch_add(1, Ordering::AcqRel);
         if let Err(payload) = catch_unwind(AssertUnwindSafe(&mut self.f)) {
-            self.state.runs.fetch_add(1, Ordering::AcqRel);
             self.state.finish(PANICKED);
             // Let the runner report the panic once, with the posted-from location.
             resume_unwind(payload);
         }
-        self.state.runs.fetch_add(1, Ordering::AcqRel);
         if !self.state.is_active() {
             return;
         }
@@ -151,14 +150,14 @@ fn schedule(tick: Tick) -> Result<(), ()> {
 pub(crate) fn start(
     target: TimerTarget,
     repeat: Repeat,
-    mut f: Box<dyn FnMut() + Send>,
+    f: Box<dyn FnMut() + Send>,
     location: &'static Location<'static>,
 ) -> Result<Arc<RepeatState>, PostError> {
     if repeat.interval().is_zero() {
-        return Err(PostError::InvalidInterval(Task::with_location(move || f(), location)));
+        return Err(PostError::InvalidInterval(Task::with_location(f, location)));
     }
     if target.is_closed() {
-        return Err(PostError::Closed(Task::with_location(move || f(), location)));
+        return Err(PostError::Closed(Task::with_location(f, location)));
     }
     let state = Arc::new(RepeatState {
         state: AtomicU8::new(ACTIVE),
