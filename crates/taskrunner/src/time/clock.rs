@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 /// Tasks that need the pool's notion of "now" use [`ThreadPool::now`](crate::ThreadPool::now),
 /// so under the `test-util` test environment they see mock time.
 ///
+/// What reads the clock: delayed-post deadlines, repeating-task schedules, the timer service,
+/// and [`ThreadPool::now`](crate::ThreadPool::now). What does not: the timeouts of blocking
+/// waits (`join_timeout`, `wait_idle`, `wait_shutdown`, `shutdown_timeout`, the test
+/// environment's watchdog) and the workers' batch budget, which bound how long a thread blocks
+/// or runs and so are real time by nature.
+///
 /// The timer thread waits for the *real* time between now and the next deadline (it cannot
 /// know how another clock will move); a clock that jumps ahead is seen at the next wake-up.
 /// The mock clock of the test environment does not rely on the timer thread: the environment
