@@ -306,3 +306,65 @@ fn real_clock_delayed_task_runs_no_earlier_than_its_delay() {
     assert_eq!(thread.as_deref(), Some("real-0"), "runs on a worker, not the timer thread");
     assert_eq!(pool.shutdown().skipped(), 0);
 }
+
+/// Reports the thread its captured state is dropped on.
+struct DropReporter(std::sync::mpsc::Sender<Option<String>>);
+
+impl Drop for DropReporter {
+    fn drop(&mut self) {
+        let _ = self.0.send(std::thread::current().name().map(str::to_owned));
+    }
+}
+
+/// A user clock that moves only when told to (shows `ThreadPoolBuilder::clock`).
+#[derive(Debug)]
+struct SteppedClock {
+    base: std::time::Instant,
+    offset_ms: std::sync::atomic::AtomicU64,
+}
+
+impl taskrunner::Clock for SteppedClock {
+    fn now(&self) -> std::time::Instant {
+        self.base + Duration::from_millis(self.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
+#[test]
+fn timer_thread_is_named_after_the_pool_and_drops_tasks_of_closed_runners() {
+    let clock = Arc::new(SteppedClock {
+        base: std::time::Instant::now(),
+        offset_ms: std::sync::atomic::AtomicU64::new(0),
+    });
+    let pool = ThreadPool::builder().name("named").workers(1).clock(clock.clone()).build().unwrap();
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reporter = DropReporter(tx);
+    seq.post_delayed(Duration::from_secs(3600), move || drop(reporter)).unwrap();
+    seq.shutdown();
+    // Jump the clock past the deadline and wake the timer thread with a task that is due now.
+    clock.offset_ms.store(3_600_000, Ordering::SeqCst);
+    let waker = pool.post_delayed_with_result(Duration::ZERO, || "woken").unwrap();
+    assert_eq!(waker.join().unwrap(), "woken");
+    // The expired task was refused by its closed runner; the timer thread dropped and counted it.
+    let dropped_on = rx.recv().unwrap();
+    assert_eq!(dropped_on.as_deref(), Some("named-timer"));
+    assert_eq!(pool.shutdown().skipped(), 1);
+}
+
+#[test]
+fn dropping_the_last_pool_handle_drops_pending_delayed_tasks_at_once() {
+    let pool = ThreadPool::builder().workers(1).build().unwrap();
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(dropped.clone());
+    let handle = seq
+        .post_delayed(Duration::from_secs(3600), move || {
+            let _flag = flag;
+        })
+        .unwrap();
+    drop(pool);
+    assert!(dropped.load(Ordering::SeqCst));
+    assert!(!handle.is_pending());
+    assert!(!handle.cancel());
+    assert!(seq.post_delayed(MS, || {}).unwrap_err().is_closed());
+}

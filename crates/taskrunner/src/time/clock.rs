@@ -22,12 +22,21 @@ use std::time::{Duration, Instant};
 /// or runs and so are real time by nature.
 ///
 /// The timer thread waits for the *real* time between now and the next deadline (it cannot
-/// know how another clock will move); a clock that jumps ahead is seen at the next wake-up.
+/// know how another clock will move); a clock that jumps ahead is seen at the next wake-up,
+/// which the next delayed post that is already due triggers.
 /// The mock clock of the test environment does not rely on the timer thread: the environment
 /// fires due timers itself.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current time. Never goes backwards.
     fn now(&self) -> Instant;
+}
+
+/// A shared clock is a clock, so one clock can drive several pools (and the test's own code).
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    #[inline]
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
 }
 
 /// The system's monotonic clock (`Instant::now()`). The default.

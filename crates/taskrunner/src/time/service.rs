@@ -3,7 +3,7 @@
 //! # Protocol
 //!
 //! - `schedule` pushes an entry on the heap under the service's lock, and wakes the timer thread
-//!   only when the entry became the earliest. The thread is started by the first `schedule`
+//!   only when the entry became the earliest or is already due. The thread is started by the first `schedule`
 //!   (named `{pool}-timer`), so a pool that never delays a task has no timer thread.
 //! - The timer thread sleeps until the earliest deadline (real time, see [`Clock`]) or until
 //!   woken, then calls `fire_due`.
@@ -98,7 +98,9 @@ impl TimerService {
             return Err(PostError::Closed(task));
         }
         let entry = Arc::new(Entry::new(task, deadline));
-        let earliest = state.heap.push(entry.clone(), runner);
+        // Wake the thread when the entry is now the earliest, or already due (a clock other
+        // than the real one may have jumped while the thread sleeps on real time).
+        let wake = state.heap.push(entry.clone(), runner) || deadline <= self.clock.now();
         if !self.manual && !state.started {
             state.started = true;
             match self.spawn() {
@@ -113,7 +115,7 @@ impl TimerService {
                     return Err(PostError::Closed(task));
                 }
             }
-        } else if earliest {
+        } else if wake {
             self.changed.notify_one();
         }
         Ok(DelayedHandle::new(entry))

@@ -194,7 +194,8 @@ pub(crate) struct TimerHeap {
 }
 
 impl TimerHeap {
-    /// Adds an entry. Returns true when it is now the earliest (the timer thread must re-arm).
+    /// Adds an entry. Returns true when no pending entry is due before it (the timer thread
+    /// must re-arm).
     pub(crate) fn push(&mut self, entry: Arc<Entry>, runner: Arc<dyn TaskRunner>) -> bool {
         if self.heap.len() >= self.compact_at.max(64) {
             self.heap.retain(|t| t.entry.is_pending());
@@ -203,7 +204,7 @@ impl TimerHeap {
         let seq = self.next_seq;
         self.next_seq += 1;
         let deadline = entry.deadline();
-        let earliest = self.next_deadline().map_or(true, |d| deadline < d);
+        let earliest = self.next_deadline().map_or(true, |d| deadline <= d);
         self.heap.push(Timer { seq, entry, runner });
         earliest
     }
