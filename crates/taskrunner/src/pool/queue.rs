@@ -264,6 +264,18 @@ impl TaskQueue {
         Some(task)
     }
 
+    /// Whether the head slot holds a written task. Consumer only.
+    #[inline]
+    pub(crate) fn head_is_ready(&self) -> bool {
+        let block = self.head_block.load(Ordering::Acquire);
+        if block.is_null() {
+            return false;
+        }
+        let offset = self.head.load(Ordering::Relaxed) % LAP;
+        // SAFETY: the head block stays live until the consumer (the caller) recycles it.
+        unsafe { (*block).slots[offset].ready.load(Ordering::Acquire) }
+    }
+
     /// Whether no task is queued (a claimed slot being written counts as queued). Safe from
     /// any thread: reads positions only.
     pub(crate) fn is_empty(&self) -> bool {

@@ -110,6 +110,12 @@ impl Sequence {
         self.queue.pop()
     }
 
+    /// Whether the head task is ready to pop. Owner only (like `pop`).
+    #[inline]
+    pub(crate) fn has_ready_task(&self) -> bool {
+        self.queue.head_is_ready()
+    }
+
     /// Transition `release`: the owner's pop found no ready task; it gives the sequence up
     /// unless a post completed since it last looked.
     pub(crate) fn release(&self) -> Release {
