@@ -177,3 +177,16 @@ impl Sequence {
         self.queue.len()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_sequence_fits_in_128_bytes_of_heap() {
+        // The runner handle is one `Arc<Sequence>`: the heap block is the two reference counts
+        // plus the sequence. An idle, never-used queue owns no block.
+        let heap = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Sequence>();
+        assert!(heap <= 128, "an idle sequence takes {heap} bytes");
+    }
+}
