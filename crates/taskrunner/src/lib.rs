@@ -81,9 +81,12 @@
 
 mod current;
 mod error;
+mod event_bus;
 mod handle;
 mod pool;
+mod reply;
 mod runner;
+mod sequence_bound;
 mod sequenced;
 mod sync;
 mod task;
@@ -93,10 +96,12 @@ mod tests;
 
 pub use crate::current::{current_runner, SequenceToken};
 pub use crate::error::{BuildError, PostError, TaskError, WaitError};
+pub use crate::event_bus::{EventBus, PublishError, SubscribeError, SubscriptionId};
 pub use crate::handle::TaskHandle;
 pub use crate::pool::{
     global, sequenced_runner, PanicReport, ShutdownReport, ThreadPool, ThreadPoolBuilder,
 };
-pub use crate::runner::{RunnerHandle, TaskRunner, TaskRunnerExt};
+pub use crate::runner::{RunnerHandle, SequencedRunner, TaskRunner, TaskRunnerExt};
+pub use crate::sequence_bound::SequenceBound;
 pub use crate::sequenced::{SequencedRunnerBuilder, SequencedTaskRunner};
 pub use crate::task::{Priority, ShutdownBehavior, Task, TaskTraits};
