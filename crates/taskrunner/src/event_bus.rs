@@ -149,10 +149,9 @@ impl<E> Subscriber<E> {
             handler(event);
         }
         if !self.active.load(Ordering::Acquire) {
-            // Unsubscribed from inside the handler: drop it now, outside the lock.
-            let handler = slot.take();
-            drop(slot);
-            drop(handler);
+            // Unsubscribed (maybe from inside the handler, which could not drop itself): drop
+            // it now, under the lock, so a concurrent `unsubscribe` returns only after it.
+            *slot = None;
         }
     }
 }
