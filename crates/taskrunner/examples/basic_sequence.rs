@@ -52,13 +52,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     seq.flush(move || {
         let _ = l.call(|log| log.total).map(|h| tx.send(h));
     })?;
-    let total = rx.recv_timeout(Duration::from_secs(5))?.join()?;
+    let total = rx.recv_timeout(Duration::from_secs(30))?.join()?;
     assert_eq!(total, PRODUCERS * EACH);
 
     // Results through handles, and a wait for idleness.
     let answer = seq.post_with_result(|| 6 * 7)?;
     assert_eq!(answer.join()?, 42);
-    seq.wait_idle(Duration::from_secs(5))?;
+    seq.wait_idle(Duration::from_secs(30))?;
     assert!(seq.sequence_token().is_some());
     println!("{total} tasks from {PRODUCERS} threads ran one at a time, each producer in order");
 

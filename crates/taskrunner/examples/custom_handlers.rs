@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         threads.into_iter().map(|t| t.join().expect("thread")).collect();
     let failures: usize = results.iter().map(|r| r.0).sum();
     let panic_line = results[0].1;
-    parser.wait_idle(Duration::from_secs(5))?; // the handler runs before the next task
+    parser.wait_idle(Duration::from_secs(30))?; // the handler runs before the next task
     let reports = reports.lock().unwrap().clone();
     println!("{} panics reported, e.g. {:?}", reports.len(), reports.first());
     assert_eq!(failures, THREADS * EACH / 10);
@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(other) => return Err(other.into()),
         }
     }
-    fallback.wait_idle(Duration::from_secs(5))?;
+    fallback.wait_idle(Duration::from_secs(30))?;
     assert_eq!(ran_on_fallback.load(Ordering::SeqCst), 10);
     assert!(primary.is_closed());
     Ok(())

@@ -11,7 +11,7 @@ use taskrunner::{EventBus, SequenceBound, TaskTraits, ThreadPool};
 
 const PUBLISHERS: usize = 4;
 const ORDERS: u64 = 1_000;
-const WAIT: Duration = Duration::from_secs(5);
+const WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 struct OrderPlaced {

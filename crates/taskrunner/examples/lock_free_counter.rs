@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(total, THREADS as u64 * INCREMENTS);
 
     drop(counter); // the u64 is dropped on its sequence
-    seq.wait_idle(Duration::from_secs(5))?;
+    seq.wait_idle(Duration::from_secs(30))?;
     let report = pool.shutdown();
     assert_eq!(report.skipped(), 0);
     Ok(())

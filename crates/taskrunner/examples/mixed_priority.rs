@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     release.send(())?;
     for seq in &runners {
-        seq.wait_idle(Duration::from_secs(5))?;
+        seq.wait_idle(Duration::from_secs(30))?;
     }
     let order = order.lock().unwrap().clone();
     println!("start order: {order:?}");

@@ -162,7 +162,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // An empty pool: a waiting acquire times out...
     let held: Vec<Lease> = (0..SIZE)
-        .map(|_| pool.acquire(Duration::from_secs(5)))
+        .map(|_| pool.acquire(Duration::from_secs(30)))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{e:?}"))?;
     assert_eq!(pool.acquire(Duration::from_millis(20)).err(), Some(AcquireError::Timeout));

@@ -78,7 +78,7 @@ use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
 ///
 /// What does not compile. A `T` that cannot move between threads (`Rc`):
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// use std::rc::Rc;
 /// use taskrunner::{SequenceBound, TaskTraits, ThreadPool};
 ///
@@ -102,7 +102,7 @@ use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
 /// Touching the state from a task of another runner (the guide's "cross-runner state access"
 /// mistake, which in languages without borrow checking compiles and races):
 ///
-/// ```compile_fail
+/// ```compile_fail,E0521
 /// use taskrunner::{SequenceBound, TaskRunnerExt, TaskTraits, ThreadPool};
 ///
 /// let pool = ThreadPool::builder().workers(2).build().unwrap();
@@ -118,7 +118,7 @@ use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
 ///
 /// Nor does keeping a reference to the value across closures, or using it from a thread:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0521
 /// use taskrunner::{SequenceBound, TaskTraits, ThreadPool};
 ///
 /// let pool = ThreadPool::builder().workers(1).build().unwrap();
