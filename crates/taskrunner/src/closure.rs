@@ -136,9 +136,15 @@ mod tests {
         fn inline<F: FnOnce()>(_: &F) -> bool {
             SmallFn::stores_inline::<F>()
         }
-        assert!(inline(&move || { std::hint::black_box(small); }));
-        assert!(!inline(&move || { std::hint::black_box(large); }));
-        assert!(!inline(&move || { std::hint::black_box(aligned); }));
+        assert!(inline(&move || {
+            std::hint::black_box(small);
+        }));
+        assert!(!inline(&move || {
+            std::hint::black_box(large);
+        }));
+        assert!(!inline(&move || {
+            std::hint::black_box(aligned);
+        }));
         assert!(inline(&|| {}));
     }
 

@@ -1,27 +1,7 @@
 //! [`EventBus<E>`]: a typed publish/subscribe bus whose handlers run on their subscribers'
 //! runners.
 //!
-//! # Guarantees
-//!
-//! - **Where.** A handler runs on the runner it was subscribed on: the calling task's runner for
-//!   [`subscribe`](EventBus::subscribe), or the one given to
-//!   [`subscribe_on`](EventBus::subscribe_on). A handler is `FnMut`, and its calls never overlap,
-//!   even on a runner that runs tasks in parallel.
-//! - **Order.** Each subscriber sees the events of one publisher in publish order, whatever the
-//!   runner kind (events are queued per subscriber and popped under the subscriber's handler
-//!   lock, so even tasks run in parallel deliver them in queue order).
-//! - **Unsubscribe.** [`unsubscribe(id)`](EventBus::unsubscribe) removes exactly that subscriber.
-//!   Once it returns, the handler is never called again and its captured state has been
-//!   dropped. If the handler is running on another thread at that moment, `unsubscribe` waits
-//!   for that one call to finish. Called from inside the handler itself, it returns at once,
-//!   and the handler is dropped as soon as the current call returns. (Consequence: two handlers
-//!   that unsubscribe *each other* while both are running on different threads wait for each
-//!   other; unsubscribe another handler from outside handlers, or post the unsubscribe.)
-//! - **Closing.** After [`close`](EventBus::close), `publish` returns the event in a
-//!   [`PublishError`] and `subscribe` fails; events published before are still delivered.
-//! - **Runners that shut down.** A subscriber whose runner rejects a delivery because it has
-//!   shut down is removed (its handler could never run again); `publish` returns how many
-//!   subscribers the event was queued for, so that is visible to the publisher.
+//! The guarantees are documented on [`EventBus`]; this is how they are kept.
 //!
 //! # How
 //!
@@ -34,14 +14,17 @@
 //! thread-local marks the subscriber whose handler is running, so an `unsubscribe` from inside
 //! it does not wait for itself.
 
+// loom's `thread_local!` has no `const { .. }` form, and the model needs loom's.
+#![allow(clippy::missing_const_for_thread_local)]
+
 use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crossbeam_queue::SegQueue;
-
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{thread_local, Queue, RawMutex};
 use crate::{current_runner, Task, TaskRunner};
 
 /// The id of one subscription, unique within its bus.
@@ -98,18 +81,22 @@ impl<E> std::error::Error for PublishError<E> {}
 
 type Handler<E> = Box<dyn FnMut(E) + Send>;
 
-struct Subscriber<E> {
+/// One subscription. The protocol between `deliver` (on the subscriber's runner) and
+/// `deactivate` (from `unsubscribe`, on any thread) is model-checked in
+/// `tests/loom_event_bus.rs`: once `deactivate` returns, no call of the handler starts, and a
+/// call in flight has finished (unless `deactivate` runs inside that very call).
+pub(crate) struct Subscriber<E> {
     id: SubscriptionId,
     runner: Box<dyn TaskRunner>,
-    /// Cleared by `unsubscribe`; read under `handler`'s lock before each call.
+    /// Cleared by `deactivate`; read under `handler`'s lock before each call.
     active: AtomicBool,
-    events: SegQueue<E>,
-    handler: Mutex<Option<Handler<E>>>,
+    pub(crate) events: Queue<E>,
+    handler: RawMutex<Option<Handler<E>>>,
 }
 
-std::thread_local! {
+thread_local! {
     /// The subscriber whose handler runs on this thread (its address), or 0.
-    static DELIVERING: Cell<usize> = const { Cell::new(0) };
+    static DELIVERING: Cell<usize> = Cell::new(0);
 }
 
 /// Marks `subscriber` as running on this thread until dropped (also on unwind).
@@ -132,13 +119,36 @@ impl Drop for Delivering {
 }
 
 impl<E> Subscriber<E> {
-    fn lock_handler(&self) -> MutexGuard<'_, Option<Handler<E>>> {
+    pub(crate) fn new(id: u64, runner: Box<dyn TaskRunner>, handler: Handler<E>) -> Subscriber<E> {
+        Subscriber {
+            id: SubscriptionId(id),
+            runner,
+            active: AtomicBool::new(true),
+            events: Queue::new(),
+            handler: RawMutex::new(Some(handler)),
+        }
+    }
+
+    fn lock_handler(&self) -> crate::sync::MutexGuard<'_, Option<Handler<E>>> {
         // A handler that panicked leaves nothing half-done in the slot itself.
         self.handler.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Stops the handler: no call starts after this returns. Waits for a call in flight on
+    /// another thread; from inside the handler itself, returns at once (`deliver` then drops
+    /// the handler when the call returns). Otherwise the handler is dropped before returning.
+    pub(crate) fn deactivate(&self) {
+        self.active.store(false, Ordering::Release);
+        if Delivering::is_current(self) {
+            return;
+        }
+        // Waits for a call in flight, if any; later deliveries see `active` cleared.
+        let handler = self.lock_handler().take();
+        drop(handler);
+    }
+
     /// Runs on the subscriber's runner: handles every queued event, in queue order.
-    fn deliver(&self) {
+    pub(crate) fn deliver(&self) {
         let mut slot = self.lock_handler();
         while let Some(event) = self.events.pop() {
             if !self.active.load(Ordering::Acquire) {
@@ -202,7 +212,28 @@ impl<E> Bus<E> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// See the module docs of `event_bus.rs` (above) for the ordering and unsubscribe guarantees.
+/// # Guarantees
+///
+/// - **Where.** A handler runs on the runner it was subscribed on: the calling task's runner for
+///   [`subscribe`](EventBus::subscribe), or the one given to
+///   [`subscribe_on`](EventBus::subscribe_on). A handler is `FnMut`, and its calls never overlap,
+///   even on a runner that runs tasks in parallel.
+/// - **Order.** Each subscriber sees the events of one publisher in publish order, whatever the
+///   runner kind (events are queued per subscriber and popped under the subscriber's handler
+///   lock, so even tasks run in parallel deliver them in queue order).
+/// - **Unsubscribe.** [`unsubscribe(id)`](EventBus::unsubscribe) removes exactly that subscriber.
+///   Once it returns, the handler is never called again and its captured state has been
+///   dropped. If the handler is running on another thread at that moment, `unsubscribe` waits
+///   for that one call to finish. Called from inside the handler itself, it returns at once,
+///   and the handler is dropped as soon as the current call returns. (Consequence: two handlers
+///   that unsubscribe *each other* while both are running on different threads wait for each
+///   other; unsubscribe another handler from outside handlers, or post the unsubscribe.)
+/// - **Closing.** After [`close`](EventBus::close), `publish` returns the event in a
+///   [`PublishError`] and `subscribe` fails; events published before are still delivered.
+/// - **Runners that shut down.** A subscriber whose runner rejects a delivery because it has
+///   shut down is removed (its handler could never run again); `publish` returns how many
+///   subscribers the event was queued for, so that is visible to the publisher.
+///
 pub struct EventBus<E: Clone + Send + 'static> {
     bus: Arc<Bus<E>>,
 }
@@ -270,14 +301,9 @@ impl<E: Clone + Send + 'static> EventBus<E> {
         runner: Box<dyn TaskRunner>,
         handler: Handler<E>,
     ) -> Result<SubscriptionId, SubscribeError> {
-        let id = SubscriptionId(self.bus.next_id.fetch_add(1, Ordering::Relaxed));
-        let subscriber = Arc::new(Subscriber {
-            id,
-            runner,
-            active: AtomicBool::new(true),
-            events: SegQueue::new(),
-            handler: Mutex::new(Some(handler)),
-        });
+        let id = self.bus.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let subscriber = Arc::new(Subscriber::new(id, runner, handler));
+        let id = subscriber.id;
         let mut state = self.bus.state();
         if state.closed {
             return Err(SubscribeError::Closed);
@@ -294,13 +320,7 @@ impl<E: Clone + Send + 'static> EventBus<E> {
     /// itself it returns at once and the handler is dropped when the current call returns.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
         let Some(subscriber) = self.bus.remove(id) else { return false };
-        subscriber.active.store(false, Ordering::Release);
-        if Delivering::is_current(&subscriber) {
-            return true; // `deliver` drops the handler after this call returns
-        }
-        // Waits for a call in flight, if any; later deliveries see `active` cleared.
-        let handler = subscriber.lock_handler().take();
-        drop(handler);
+        subscriber.deactivate();
         true
     }
 

@@ -96,8 +96,9 @@ pub trait TaskRunnerExt: TaskRunner {
     ///
     /// Errors: [`PostError::NoCurrentRunner`] when the calling thread is not running a task of
     /// any runner (use [`post_and_reply_to`](TaskRunnerExt::post_and_reply_to) there); the
-    /// usual rejections when this runner does not accept the task. See `reply.rs`'s module docs
-    /// for every decision.
+    /// usual rejections when this runner does not accept the task; a rejected task, run
+    /// elsewhere, still replies on the runner chosen here. If the reply runner has shut down by
+    /// the time the task finishes, the reply is dropped, unrun, where the task ran.
     ///
     /// ```
     /// use std::sync::mpsc;

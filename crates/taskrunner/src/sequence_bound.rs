@@ -18,27 +18,11 @@
 //! The handle gives no way to reach `&T` or `&mut T` except inside a closure run on the
 //! sequence, and what a closure returns must be `'static`, so no borrow of the value escapes.
 //!
-//! # Life cycle
-//!
-//! - **Creation.** `new` posts the constructor to the sequence; `T` is built there. If the
-//!   sequence has already shut down, the constructor is dropped unrun and every later `post` or
-//!   `call` is rejected too.
-//! - **Use.** `post` and `call` run their closure on the sequence, in posting order with
-//!   everything else posted there. A closure that panics is reported like any task; the value
-//!   stays as the panic left it and the bound goes on working. If the constructor itself
-//!   panicked there is no value: each later closure panics with a message saying so (reported,
-//!   and an error for `call`'s handle), rather than being skipped silently.
-//! - **Drop.** When the last handle is dropped, a task that drops `T` is posted to the sequence;
-//!   it runs after every closure posted through any handle. If the sequence has shut down, `T` is
-//!   dropped by whichever holder of the slot goes last: a task of the sequence still queued or
-//!   running (on the sequence), or else the thread that dropped the last handle. Either way,
-//!   never while a closure is using it.
+//! The life cycle (creation, use, drop, shutdown) is documented on [`SequenceBound`].
 
 use std::fmt;
 use std::panic::Location;
-use std::sync::{Mutex, TryLockError};
-
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, TryLockError};
 
 use crate::runner::SequencedRunner;
 use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
@@ -76,7 +60,25 @@ use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
 /// assert_eq!(cell.call(|c| c.get()).unwrap().join().unwrap(), 2);
 /// ```
 ///
-/// What does not compile. A `T` that cannot move between threads (`Rc`):
+/// # Life cycle
+///
+/// - **Creation.** `new` posts the constructor to the sequence; `T` is built there. If the
+///   sequence has already shut down, the constructor is dropped unrun and every later `post` or
+///   `call` is rejected too.
+/// - **Use.** `post` and `call` run their closure on the sequence, in posting order with
+///   everything else posted there. A closure that panics is reported like any task; the value
+///   stays as the panic left it and the bound goes on working. If the constructor itself
+///   panicked there is no value: each later closure panics with a message saying so (reported,
+///   and an error for `call`'s handle), rather than being skipped silently.
+/// - **Drop.** When the last handle is dropped, a task that drops `T` is posted to the sequence;
+///   it runs after every closure posted through any handle. If the sequence has shut down, `T` is
+///   dropped by whichever holder of the slot goes last: a task of the sequence still queued or
+///   running (on the sequence), or else the thread that dropped the last handle. Either way,
+///   never while a closure is using it.
+///
+/// # What does not compile
+///
+/// A `T` that cannot move between threads (`Rc`):
 ///
 /// ```compile_fail,E0277
 /// use std::rc::Rc;

@@ -298,3 +298,12 @@ fn a_panicking_handler_is_reported_and_keeps_its_subscription() {
     assert_eq!(rx.recv_timeout(LONG).unwrap(), 2);
     assert_eq!(panics.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn bus_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<EventBus<std::cell::Cell<u8>>>();
+    send_sync::<taskrunner::SubscriptionId>();
+    send_sync::<SubscribeError>();
+    send_sync::<taskrunner::PublishError<u8>>();
+}

@@ -212,3 +212,10 @@ fn works_from_async_code() {
     assert!(!seq.runs_tasks_in_current_sequence());
     assert_eq!(seq.post_with_result(|| 1).unwrap().join().unwrap(), 1);
 }
+
+#[test]
+fn a_bound_non_sync_value_gives_a_send_and_sync_handle() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<SequenceBound<Cell<u64>>>();
+    send_sync::<SequenceBound<std::cell::RefCell<Vec<u8>>>>();
+}
