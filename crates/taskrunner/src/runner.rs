@@ -102,7 +102,7 @@ pub trait TaskRunnerExt: TaskRunner {
     ///
     /// ```
     /// use std::sync::mpsc;
-    /// use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool};
+    /// use taskrunner::{SequenceToken, TaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
     ///
     /// let pool = ThreadPool::builder().workers(2).build().unwrap();
     /// let ui = pool.sequenced_runner(TaskTraits::default());
@@ -112,12 +112,11 @@ pub trait TaskRunnerExt: TaskRunner {
     /// ui.post(move || {
     ///     io.post_and_reply(|| "loaded".len(), move |n| {
     ///         // Back on `ui`.
-    ///         tx.send((n, taskrunner::SequenceToken::current())).unwrap();
+    ///         tx.send((n, SequenceToken::current())).unwrap();
     ///     })
     ///     .unwrap();
     /// })
     /// .unwrap();
-    /// # use taskrunner::TaskRunner;
     /// assert_eq!(rx.recv().unwrap(), (6, ui_token));
     /// ```
     #[track_caller]
