@@ -67,6 +67,7 @@ impl SmallFn {
     }
 
     /// Whether a closure of type `F` is stored inline (no heap allocation).
+    #[cfg(all(test, not(loom)))]
     pub(crate) const fn stores_inline<F>() -> bool {
         fits::<F>()
     }
