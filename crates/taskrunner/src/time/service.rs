@@ -16,6 +16,11 @@
 //!   the mock clock and calls `fire_due` itself, so `advance_clock` never runs a task.
 //! - `shutdown` (at pool shutdown) rejects further schedules, drops every pending task, counting
 //!   each as skipped by posted-from location, and stops the thread; `join` waits for it.
+//! - A pool that never delayed a task shuts its service down without taking the lock: `schedule`
+//!   stores `used` then loads `closing`, `shutdown` stores `closing` then loads `used`, all
+//!   `SeqCst`, so at least one of them sees the other's store: either the schedule is refused, or
+//!   the shutdown takes the locked path and finds the entry. (This also keeps the service out
+//!   of the loom models of pool shutdown.)
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
@@ -24,6 +29,7 @@ use std::time::Instant;
 
 use super::timer::{Entry, Expired, TimerHeap};
 use super::{Clock, DelayedHandle};
+use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{thread, Condvar, Mutex};
 use crate::{PostError, Task, TaskRunner};
 
@@ -45,6 +51,10 @@ pub(crate) struct TimerService {
     changed: Condvar,
     fire_lock: Mutex<()>,
     on_skip: SkipSink,
+    /// Set by every `schedule`, read by `shutdown` (see the protocol above).
+    used: AtomicBool,
+    /// Set by `shutdown`, read by every `schedule`.
+    closing: AtomicBool,
 }
 
 impl fmt::Debug for TimerService {
@@ -79,6 +89,8 @@ impl TimerService {
             changed: Condvar::new(),
             fire_lock: Mutex::new(()),
             on_skip,
+            used: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -93,6 +105,10 @@ impl TimerService {
         task: Task,
         runner: Arc<dyn TaskRunner>,
     ) -> Result<DelayedHandle, PostError> {
+        self.used.store(true, Ordering::SeqCst);
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(PostError::Closed(task));
+        }
         let mut state = self.state.lock();
         if state.shut_down {
             return Err(PostError::Closed(task));
@@ -212,6 +228,10 @@ impl TimerService {
     /// Stops accepting entries, drops (and counts) the pending ones, and tells the thread to
     /// exit. Idempotent; never blocks on the thread.
     pub(crate) fn shutdown(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        if !self.used.load(Ordering::SeqCst) {
+            return; // never used: no entry and no thread, and every later schedule is refused
+        }
         let timers = {
             let mut state = self.state.lock();
             state.shut_down = true;
@@ -228,6 +248,9 @@ impl TimerService {
     /// Waits for the timer thread to exit (after [`shutdown`](Self::shutdown)); a no-op when
     /// called from the timer thread itself or when there is none.
     pub(crate) fn join(&self) {
+        if !self.used.load(Ordering::SeqCst) {
+            return;
+        }
         let handle = self.state.lock().thread.take();
         if let Some(handle) = handle {
             #[cfg(not(loom))]
