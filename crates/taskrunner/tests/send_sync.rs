@@ -29,8 +29,8 @@ fn public_types_are_send_and_sync() {
         send_sync::<taskrunner::test_util::TestEnvironment>();
         send::<taskrunner::test_util::TestEnvironmentBuilder>();
     }
-    send::<Task>();
-    send::<PostError>();
+    send_sync::<Task>();
+    send_sync::<PostError>();
     send::<ThreadPoolBuilder>();
     send::<SequencedRunnerBuilder>();
 }
