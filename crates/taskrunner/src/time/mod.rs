@@ -49,6 +49,27 @@
 //!   0   10 [=] 20 [=] 30 [=========] 55   65 [=] 75 ...
 //! ```
 //!
+//! # For runner authors (inside this crate)
+//!
+//! A runner gets delayed and repeating tasks by overriding one provided method of
+//! [`TaskRunner`]:
+//!
+//! ```ignore
+//! fn timer_target(&self) -> Option<TimerTarget> {
+//!     // The pool's timer service, and a cheap clone of this runner that the service posts to
+//!     // at expiry (through `post_task`, so the task queues behind earlier posts). The clone
+//!     // must not keep a `ThreadPool` owner alive.
+//!     Some(TimerTarget::new(self.pool.timer().clone(), std::sync::Arc::new(self.clone())))
+//! }
+//! ```
+//!
+//! `post_delayed_task`, `post_delayed`, `post_delayed_with_result` and `post_repeating` then
+//! work unchanged; `RunnerHandle` forwards `timer_target` per runner kind. A runner without a
+//! pool (a dedicated thread) makes its own `TimerService::new(name, clock, false, on_skip)`,
+//! with `on_skip` counting dropped tasks where its shutdown report comes from.
+//!
+//! # Endings of a repeating task
+//!
 //! A repeating task stops when its handle is stopped or dropped (not detached), when its runner
 //! or pool shuts down ([`StopReason::ShutDown`], seen once the pending tick is dropped), and
 //! when the closure panics ([`StopReason::Panicked`]; the panic is also reported once to the
