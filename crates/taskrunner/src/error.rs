@@ -26,13 +26,19 @@ pub enum PostError {
     Closed(Task),
     /// The runner's queue is at capacity.
     Full(Task),
+    /// The post would have to wait for room in the queue of the runner the caller runs on,
+    /// which cannot drain until the caller returns (a blocking post from the runner's own
+    /// task).
+    WouldDeadlock(Task),
 }
 
 impl PostError {
     /// The rejected task.
     pub fn into_task(self) -> Task {
         match self {
-            PostError::Closed(task) | PostError::Full(task) => task,
+            PostError::Closed(task) | PostError::Full(task) | PostError::WouldDeadlock(task) => {
+                task
+            }
         }
     }
 
@@ -46,10 +52,21 @@ impl PostError {
         matches!(self, PostError::Full(_))
     }
 
+    /// Whether waiting for room was refused because it could never end.
+    pub fn is_would_deadlock(&self) -> bool {
+        matches!(self, PostError::WouldDeadlock(_))
+    }
+
     /// Where the rejected task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
+        self.task().location()
+    }
+
+    fn task(&self) -> &Task {
         match self {
-            PostError::Closed(task) | PostError::Full(task) => task.location(),
+            PostError::Closed(task) | PostError::Full(task) | PostError::WouldDeadlock(task) => {
+                task
+            }
         }
     }
 }
@@ -59,6 +76,7 @@ impl fmt::Debug for PostError {
         match self {
             PostError::Closed(task) => f.debug_tuple("Closed").field(task).finish(),
             PostError::Full(task) => f.debug_tuple("Full").field(task).finish(),
+            PostError::WouldDeadlock(task) => f.debug_tuple("WouldDeadlock").field(task).finish(),
         }
     }
 }
@@ -72,6 +90,12 @@ impl fmt::Display for PostError {
             PostError::Full(task) => {
                 write!(f, "task posted from {} rejected: runner queue is full", task.location())
             }
+            PostError::WouldDeadlock(task) => write!(
+                f,
+                "task posted from {} rejected: the queue is full and waiting for room from the \
+                 runner's own task would deadlock",
+                task.location()
+            ),
         }
     }
 }

@@ -65,8 +65,11 @@
 //! # Where things are
 //!
 //! - [`ThreadPool`], [`ThreadPoolBuilder`], [`global`], [`ShutdownReport`]: the pool.
-//! - [`SequencedTaskRunner`]: the sequence. [`TaskTraits`] ([`Priority`],
+//! - [`SequencedTaskRunner`]: the sequence (optionally bounded). [`ParallelTaskRunner`]: up to
+//!   N tasks at once, with `flush` barriers. [`SingleThreadTaskRunner`]: a dedicated OS thread,
+//!   with a bounded queue and a [`QueuePolicy`]. [`TaskTraits`] ([`Priority`],
 //!   [`ShutdownBehavior`]) belong to the runner and are fixed when it is made.
+//! - [`RunnerStats`], [`PoolStats`]: statistics, read from atomics.
 //! - [`TaskRunner`] (one required method) and [`TaskRunnerExt`] (the helpers, for every runner).
 //! - [`TaskHandle`]: a task's result, blocking or `.await`. [`TaskError`], [`PostError`],
 //!   [`WaitError`], [`BuildError`]: what can go wrong.
@@ -82,9 +85,12 @@
 mod current;
 mod error;
 mod handle;
+mod parallel;
 mod pool;
 mod runner;
 mod sequenced;
+mod single_thread;
+mod stats;
 mod sync;
 mod task;
 
@@ -94,9 +100,14 @@ mod tests;
 pub use crate::current::{current_runner, SequenceToken};
 pub use crate::error::{BuildError, PostError, TaskError, WaitError};
 pub use crate::handle::TaskHandle;
+pub use crate::parallel::{ParallelRunnerBuilder, ParallelTaskRunner};
 pub use crate::pool::{
     global, sequenced_runner, PanicReport, ShutdownReport, ThreadPool, ThreadPoolBuilder,
 };
 pub use crate::runner::{RunnerHandle, TaskRunner, TaskRunnerExt};
 pub use crate::sequenced::{SequencedRunnerBuilder, SequencedTaskRunner};
+pub use crate::single_thread::{
+    QueuePolicy, Rejection, SingleThreadRunnerBuilder, SingleThreadTaskRunner,
+};
+pub use crate::stats::{PoolStats, RunnerKind, RunnerStats};
 pub use crate::task::{Priority, ShutdownBehavior, Task, TaskTraits};

@@ -26,12 +26,22 @@
 //! sequence, and it gives ownership up only by clearing the bit (or by handing the sequence to
 //! the pool queue, which the next worker takes with acquire ordering). Each task therefore
 //! happens-before the next.
+//!
+//! # Bounded sequences
+//!
+//! A sequence built with a capacity also has a [`Bounded`] count (see `bounded.rs`): `post`
+//! reserves a place before pushing (or returns `Full`), `pop` frees it. An unbounded sequence
+//! has no `Bounded` and its post path is unchanged: one push and one RMW.
+
+use std::time::Instant;
 
 use crate::current::SequenceToken;
+use crate::stats::RunnerCounters;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{Arc, Queue};
 use crate::{PostError, Task, TaskTraits};
 
+use super::bounded::{Bounded, Reserve};
 use super::{Shared, Source};
 
 const SCHEDULED: usize = 1;
@@ -53,6 +63,9 @@ pub(crate) struct Sequence {
     traits: TaskTraits,
     token: SequenceToken,
     name: Option<std::sync::Arc<str>>,
+    /// Present only on a bounded sequence.
+    bounded: Option<Box<Bounded>>,
+    counters: RunnerCounters,
 }
 
 impl std::fmt::Debug for Sequence {
@@ -78,7 +91,15 @@ impl Sequence {
             traits,
             token: SequenceToken::next(),
             name,
+            bounded: None,
+            counters: RunnerCounters::default(),
         }
+    }
+
+    /// Makes the sequence bounded (`capacity` ≥ 1; the builder checks).
+    pub(crate) fn with_capacity(mut self, capacity: Option<usize>) -> Sequence {
+        self.bounded = capacity.map(|c| Box::new(Bounded::new(c)));
+        self
     }
 
     /// Transition `post`: push, then schedule the sequence if it was idle.
@@ -87,17 +108,67 @@ impl Sequence {
         if this.state.load(Ordering::Acquire) & CLOSED != 0 || !this.pool.is_accepting() {
             return Err(PostError::Closed(task));
         }
+        if let Some(bounded) = &this.bounded {
+            if !bounded.try_reserve() {
+                this.counters.add_rejected();
+                return Err(PostError::Full(task));
+            }
+        }
+        Sequence::push(this, task);
+        Ok(())
+    }
+
+    /// The push half of `post`, for a task that was admitted (and given a place if bounded).
+    #[inline]
+    fn push(this: &Arc<Sequence>, task: Task) {
         this.queue.push(task);
         if this.state.fetch_or(SCHEDULED, Ordering::AcqRel) & SCHEDULED == 0 {
             this.pool.schedule(Source::Sequence(this.clone()), this.traits.priority());
         }
-        Ok(())
+    }
+
+    /// `post` that waits until `deadline` for room in a bounded sequence (same as `post` on an
+    /// unbounded one). The caller has checked it does not run in this sequence.
+    #[cold]
+    pub(crate) fn post_until(
+        this: &Arc<Sequence>,
+        task: Task,
+        deadline: Option<Instant>,
+    ) -> Result<(), PostError> {
+        let Some(bounded) = &this.bounded else { return Sequence::post(this, task) };
+        if this.is_closed() {
+            return Err(PostError::Closed(task));
+        }
+        match bounded.reserve_until(deadline, || this.is_closed()) {
+            Reserve::Reserved => {
+                Sequence::push(this, task);
+                Ok(())
+            }
+            Reserve::TimedOut => {
+                this.counters.add_rejected();
+                Err(PostError::Full(task))
+            }
+            Reserve::Closed => Err(PostError::Closed(task)),
+        }
+    }
+
+    /// The capacity, for a bounded sequence.
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        self.bounded.as_ref().map(|b| b.capacity())
+    }
+
+    pub(crate) fn counters(&self) -> &RunnerCounters {
+        &self.counters
     }
 
     /// The next task, for the worker that owns the sequence.
     #[inline]
     pub(crate) fn pop(&self) -> Option<Task> {
-        self.queue.pop()
+        let task = self.queue.pop();
+        if let (Some(_), Some(bounded)) = (&task, &self.bounded) {
+            bounded.free();
+        }
+        task
     }
 
     /// Transition `release`: the owner found the queue empty and gives the sequence up.
@@ -120,6 +191,10 @@ impl Sequence {
     /// Transition `close`: no post is accepted from now on. Idempotent, never blocks.
     pub(crate) fn close(&self) {
         let prev = self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        if let Some(bounded) = &self.bounded {
+            // Posters waiting for room give up: the runner is closed.
+            bounded.notify_waiters();
+        }
         if prev & (CLOSED | SCHEDULED) == 0 {
             // Idle: it has terminated right now.
             self.pool.notify_runner_event();

@@ -6,12 +6,15 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::parallel::{self, SlotEnd};
 use super::sleep::Registered;
-use super::{Release, Sequence, Shared, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED};
+use super::{Parallel, Release, Sequence, Shared, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED};
 use crate::current;
 use crate::sync::atomic::Ordering;
 use crate::sync::{spin_hint, thread, thread_local, Arc};
-use crate::{Priority, RunnerHandle, SequencedTaskRunner, ShutdownBehavior, Task};
+use crate::{
+    ParallelTaskRunner, Priority, RunnerHandle, SequencedTaskRunner, ShutdownBehavior, Task,
+};
 
 /// How many tasks of one sequence a worker runs before it checks whether other sources wait.
 #[cfg(not(loom))]
@@ -127,6 +130,7 @@ impl Worker {
     fn run_source(&mut self, source: Source) {
         match source {
             Source::Sequence(sequence) => self.run_sequence(sequence),
+            Source::Parallel(parallel) => self.run_parallel(parallel),
             Source::Task(task, traits) => {
                 self.set_activity(traits.shutdown_behavior());
                 let closed = !self.shared.is_accepting();
@@ -150,21 +154,63 @@ impl Worker {
             RunnerHandle::sequenced(SequencedTaskRunner::from_sequence(sequence.clone())),
             Some(sequence.token()),
         );
+        sequence.counters().enter();
         loop {
             let (ran, end) = self.run_batch(&sequence, behavior);
             self.add_ran(ran);
+            sequence.counters().add_run(ran);
             match end {
                 BatchEnd::Budget if self.shared.has_queued() => {
                     // Let waiting sources go first; the sequence stays scheduled.
+                    sequence.counters().exit();
                     self.shared.schedule(Source::Sequence(sequence), traits.priority());
                     break;
                 }
                 BatchEnd::Budget => continue,
-                BatchEnd::Empty => match sequence.release() {
-                    Release::Released => break,
-                    Release::Reacquired => continue,
-                },
+                BatchEnd::Empty => {
+                    sequence.counters().exit();
+                    match sequence.release() {
+                        Release::Released => break,
+                        Release::Reacquired => sequence.counters().enter(),
+                    }
+                }
             }
+        }
+        self.clear_activity();
+    }
+
+    /// Runs one slot of a parallel runner (see `parallel.rs`): batches of its tasks until it
+    /// releases the slot or others sources wait.
+    fn run_parallel(&mut self, parallel: Arc<Parallel>) {
+        let behavior = parallel.traits().shutdown_behavior();
+        self.set_activity(behavior);
+        let _context = current::enter(
+            RunnerHandle::parallel(ParallelTaskRunner::from_parallel(parallel.clone())),
+            None,
+        );
+        let counters = parallel.counters();
+        counters.enter();
+        let shared = &*self.shared;
+        let end = loop {
+            let (ran, end) = Parallel::run_slot(&parallel, parallel::BATCH, |task| {
+                if shared.tracker.should_run(behavior, parallel.is_closed()) {
+                    run_task(shared, parallel.name(), task);
+                    true
+                } else {
+                    skip_task(shared, task);
+                    false
+                }
+            });
+            self.add_ran(ran);
+            counters.add_run(ran);
+            if end == SlotEnd::Released || self.shared.has_queued() {
+                break end;
+            }
+        };
+        counters.exit();
+        if end == SlotEnd::Budget {
+            let priority = parallel.traits().priority();
+            self.shared.schedule(Source::Parallel(parallel), priority);
         }
         self.clear_activity();
     }
@@ -254,6 +300,7 @@ fn skip_task(shared: &Shared, task: Task) {
 pub(super) fn drain_source(shared: &Shared, source: Source) {
     match source {
         Source::Task(task, _) => skip_task(shared, task),
+        Source::Parallel(parallel) => Parallel::drain(&parallel, |task| skip_task(shared, task)),
         Source::Sequence(sequence) => loop {
             while let Some(task) = sequence.pop() {
                 skip_task(shared, task);
