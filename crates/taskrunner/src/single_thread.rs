@@ -254,42 +254,42 @@ impl Inner {
     }
 
     /// The thread's body.
-    fn run(self: Arc<Inner>) {
-        *self.thread.lock() = Some(thread::current());
-        let handle = SingleThreadTaskRunner { inner: self.clone(), _owner: None };
-        let _context = current::enter(RunnerHandle::single_thread(handle), Some(self.token));
+    fn run(this: Arc<Inner>) {
+        *this.thread.lock() = Some(thread::current());
+        let handle = SingleThreadTaskRunner { inner: this.clone(), _owner: None };
+        let _context = current::enter(RunnerHandle::single_thread(handle), Some(this.token));
         loop {
-            self.counters.enter();
+            this.counters.enter();
             let mut ran = 0;
-            while let Some(task) = self.pop() {
-                ran += u64::from(self.run_or_skip(task));
+            while let Some(task) = this.pop() {
+                ran += u64::from(this.run_or_skip(task));
                 if ran == 64 {
-                    self.counters.add_run(ran);
+                    this.counters.add_run(ran);
                     ran = 0;
                 }
             }
-            self.counters.add_run(ran);
-            self.counters.exit();
-            let prev = self.state.fetch_or(SLEEPING, Ordering::AcqRel);
-            if !self.queue.is_empty() {
-                self.state.fetch_and(!SLEEPING, Ordering::AcqRel);
+            this.counters.add_run(ran);
+            this.counters.exit();
+            let prev = this.state.fetch_or(SLEEPING, Ordering::AcqRel);
+            if !this.queue.is_empty() {
+                this.state.fetch_and(!SLEEPING, Ordering::AcqRel);
                 continue;
             }
             if prev & CLOSED != 0 {
                 break;
             }
-            while self.state.load(Ordering::Acquire) & SLEEPING != 0 {
+            while this.state.load(Ordering::Acquire) & SLEEPING != 0 {
                 thread::park();
             }
         }
         // Closed and empty. Posts whose RMW came before this one are in the queue now; later
         // ones see EXITED and drain themselves.
-        self.state.fetch_or(EXITED, Ordering::AcqRel);
+        this.state.fetch_or(EXITED, Ordering::AcqRel);
         let mut ran = 0;
-        while let Some(task) = self.pop() {
-            ran += u64::from(self.run_or_skip(task));
+        while let Some(task) = this.pop() {
+            ran += u64::from(this.run_or_skip(task));
         }
-        self.counters.add_run(ran);
+        this.counters.add_run(ran);
     }
 }
 
@@ -631,7 +631,7 @@ impl SingleThreadRunnerBuilder {
         });
         let body = {
             let inner = inner.clone();
-            move || inner.run()
+            move || Inner::run(inner)
         };
         #[cfg(not(loom))]
         let handle = thread::Builder::new()

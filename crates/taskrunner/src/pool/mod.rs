@@ -22,7 +22,7 @@ use crate::sync::{thread, Arc, Condvar, Mutex, Queue};
 use crate::{BuildError, PostError, Priority, SequencedTaskRunner, Task, TaskRunner, TaskTraits};
 
 pub(crate) use bounded::{Bounded, Reserve};
-pub(crate) use parallel::Parallel;
+pub(crate) use parallel::{Parallel, SlotEnd};
 pub(crate) use sequence::{Release, Sequence};
 pub use tracker::ShutdownReport;
 pub(crate) use tracker::Tracker;
@@ -407,6 +407,12 @@ impl ThreadPool {
     /// A snapshot of the pool's statistics, read from atomics (no lock).
     pub fn stats(&self) -> crate::PoolStats {
         self.owner.shared.stats()
+    }
+
+    /// The shared state, for loom models that act as an extra worker.
+    #[cfg(all(test, loom))]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.owner.shared
     }
 
     /// Whether shutdown has started.

@@ -196,7 +196,7 @@ impl Parallel {
             {
                 Ok(_) => {
                     if schedule {
-                        this.schedule_slot();
+                        Parallel::schedule_slot(this);
                     }
                     return Ok(());
                 }
@@ -205,8 +205,8 @@ impl Parallel {
         }
     }
 
-    fn schedule_slot(self: &Arc<Self>) {
-        self.pool.schedule(Source::Parallel(self.clone()), self.traits.priority());
+    fn schedule_slot(this: &Arc<Parallel>) {
+        this.pool.schedule(Source::Parallel(this.clone()), this.traits.priority());
     }
 
     /// Transition `claim` (under the pop lock).
@@ -322,7 +322,7 @@ impl Parallel {
             };
             if fan_out {
                 // Outside the pop lock: scheduling may drain a terminated pool, which claims.
-                this.schedule_slot();
+                Parallel::schedule_slot(this);
             }
             if let Some(task) = entry {
                 taken += 1;

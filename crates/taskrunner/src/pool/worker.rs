@@ -6,9 +6,11 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::parallel::{self, SlotEnd};
+use super::parallel;
 use super::sleep::Registered;
-use super::{Parallel, Release, Sequence, Shared, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED};
+use super::{
+    Parallel, Release, Sequence, Shared, SlotEnd, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED,
+};
 use crate::current;
 use crate::sync::atomic::Ordering;
 use crate::sync::{spin_hint, thread, thread_local, Arc};
