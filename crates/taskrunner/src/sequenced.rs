@@ -17,7 +17,9 @@ use crate::current::{self, SequenceToken};
 use crate::pool::{Sequence, Shared};
 use crate::stats::{RunnerKind, RunnerStats};
 use crate::sync::Arc;
-use crate::{BuildError, PostError, Task, TaskRunner, TaskRunnerExt, TaskTraits, WaitError};
+use crate::{
+    BuildError, PostError, Task, TaskHandle, TaskRunner, TaskRunnerExt, TaskTraits, WaitError,
+};
 
 /// Runs its tasks one at a time, in posting order, on the threads of a pool.
 ///
@@ -204,13 +206,25 @@ impl SequencedTaskRunner {
     ///
     /// Errors: [`WaitError::WouldDeadlock`] when called from one of this runner's own tasks,
     /// [`WaitError::Timeout`], and [`WaitError::ShutDown`] when the runner is closed or shuts
-    /// down during the wait (so those tasks may never run).
+    /// down during the wait (so those tasks may never run). On a bounded runner the wait
+    /// includes waiting for room for the marker task it posts.
+    #[track_caller]
     pub fn wait_idle(&self, timeout: Duration) -> Result<(), WaitError> {
         if self.runs_tasks_in_current_sequence() {
             return Err(WaitError::WouldDeadlock);
         }
-        let mut marker = self.post_with_result(|| ()).map_err(|_| WaitError::ShutDown)?;
-        match marker.join_timeout(timeout) {
+        let deadline = Instant::now().checked_add(timeout);
+        let location = Location::caller();
+        let (mut marker, run) = TaskHandle::new(|| (), location, self.sequence_token());
+        // On a bounded runner the marker waits for room, within the same timeout.
+        match Sequence::post_until(&self.sequence, Task::with_location(run, location), deadline) {
+            Ok(()) => {}
+            Err(PostError::Full(_)) => return Err(WaitError::Timeout),
+            Err(_) => return Err(WaitError::ShutDown),
+        }
+        let remaining =
+            deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+        match marker.join_timeout(remaining) {
             Ok(()) => Ok(()),
             Err(e) if e.is_timeout() => {
                 marker.cancel();
