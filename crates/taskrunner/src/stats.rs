@@ -4,7 +4,10 @@
 //! and never slows the runners down, and each field is exact on its own but the fields are not
 //! taken at one single instant (a task may finish between two loads). Posting never touches a
 //! statistics counter: `tasks_run` and `running` are updated by the thread that runs the tasks,
-//! once per batch, and `rejected` only when a post is refused for a full queue.
+//! once per batch, and `rejected` only when a post is refused for a full queue. So a figure may
+//! lag a little behind what a task already made visible: `tasks_run` is added at the end of a
+//! batch, and a runner waited on with `wait_idle` may still show `running` (or a parallel
+//! runner `barrier_pending`) for the moment its thread takes to let it go.
 
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
