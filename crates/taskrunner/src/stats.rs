@@ -36,7 +36,7 @@ pub enum RunnerKind {
 /// let stats = seq.stats();
 /// assert_eq!(stats.name, "db");
 /// assert_eq!(stats.kind, RunnerKind::Sequenced);
-/// assert_eq!(stats.tasks_run, 2); // the task, and the marker `wait_idle` posts
+/// assert_eq!(stats.pending, 0);
 /// assert!(!stats.closed);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]

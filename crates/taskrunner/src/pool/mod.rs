@@ -4,6 +4,7 @@
 
 mod bounded;
 mod parallel;
+pub(crate) mod queue;
 mod sequence;
 mod sleep;
 mod tracker;
