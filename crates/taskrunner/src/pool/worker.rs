@@ -122,11 +122,16 @@ impl Worker {
         let sleep = &self.shared.sleep;
         let registered = sleep.register_sleeper(self.index);
         if registered == Registered::ShuttingDown || self.shared.has_queued() {
-            sleep.unregister_sleeper(self.index);
+            if !sleep.unregister_sleeper(self.index) && registered == Registered::MayPark {
+                // A poster picked this worker for its source while the worker re-checked and
+                // found work anyway: it takes one source, so pass that wake-up on, or a
+                // second source could wait behind a task that blocks (sleep.rs).
+                let _ = sleep.notify_one();
+            }
             return;
         }
         sleep.park();
-        sleep.unregister_sleeper(self.index);
+        let _ = sleep.unregister_sleeper(self.index);
     }
 
     fn run_source(&mut self, source: Source) {
