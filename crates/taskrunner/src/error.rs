@@ -30,15 +30,22 @@ pub enum PostError {
     /// which cannot drain until the caller returns (a blocking post from the runner's own
     /// task).
     WouldDeadlock(Task),
+    /// A reply was asked for with
+    /// [`post_and_reply`](crate::TaskRunnerExt::post_and_reply) from a thread that is not
+    /// running a task of any runner, so there is no runner to reply on. Nothing was posted; the
+    /// handed-back task runs the task and then its reply, both wherever it is run. Use
+    /// [`post_and_reply_to`](crate::TaskRunnerExt::post_and_reply_to) to name the reply runner.
+    NoCurrentRunner(Task),
 }
 
 impl PostError {
     /// The rejected task.
     pub fn into_task(self) -> Task {
         match self {
-            PostError::Closed(task) | PostError::Full(task) | PostError::WouldDeadlock(task) => {
-                task
-            }
+            PostError::Closed(task)
+            | PostError::Full(task)
+            | PostError::WouldDeadlock(task)
+            | PostError::NoCurrentRunner(task) => task,
         }
     }
 
@@ -57,6 +64,11 @@ impl PostError {
         matches!(self, PostError::WouldDeadlock(_))
     }
 
+    /// Whether the post asked for a reply on the current runner, and there was none.
+    pub fn is_no_current_runner(&self) -> bool {
+        matches!(self, PostError::NoCurrentRunner(_))
+    }
+
     /// Where the rejected task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
         self.task().location()
@@ -64,9 +76,10 @@ impl PostError {
 
     fn task(&self) -> &Task {
         match self {
-            PostError::Closed(task) | PostError::Full(task) | PostError::WouldDeadlock(task) => {
-                task
-            }
+            PostError::Closed(task)
+            | PostError::Full(task)
+            | PostError::WouldDeadlock(task)
+            | PostError::NoCurrentRunner(task) => task,
         }
     }
 }
@@ -77,6 +90,9 @@ impl fmt::Debug for PostError {
             PostError::Closed(task) => f.debug_tuple("Closed").field(task).finish(),
             PostError::Full(task) => f.debug_tuple("Full").field(task).finish(),
             PostError::WouldDeadlock(task) => f.debug_tuple("WouldDeadlock").field(task).finish(),
+            PostError::NoCurrentRunner(task) => {
+                f.debug_tuple("NoCurrentRunner").field(task).finish()
+            }
         }
     }
 }
@@ -94,6 +110,11 @@ impl fmt::Display for PostError {
                 f,
                 "task posted from {} rejected: the queue is full and waiting for room from the \
                  runner's own task would deadlock",
+                task.location()
+            ),
+            PostError::NoCurrentRunner(task) => write!(
+                f,
+                "task posted from {} rejected: no current runner to reply on",
                 task.location()
             ),
         }

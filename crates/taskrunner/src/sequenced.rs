@@ -165,16 +165,16 @@ impl SequencedTaskRunner {
 
     /// A snapshot of the runner's statistics (see [`RunnerStats`]).
     pub fn stats(&self) -> RunnerStats {
-        let counters = self.sequence.counters();
+        let (running, tasks_run, rejected) = self.sequence.stats();
         RunnerStats {
             name: self.name().to_owned(),
             kind: RunnerKind::Sequenced,
             pending: self.sequence.queued(),
-            running: counters.running(),
-            rejected: counters.rejected(),
+            running,
+            rejected,
             closed: self.is_closed(),
             barrier_pending: false,
-            tasks_run: counters.tasks_run(),
+            tasks_run,
         }
     }
 

@@ -46,7 +46,10 @@ pub struct RunnerStats {
     pub name: String,
     /// The kind of runner.
     pub kind: RunnerKind,
-    /// Tasks (and flush callbacks) posted and not yet started.
+    /// Tasks (and flush callbacks) posted and not yet started. Exact for parallel,
+    /// single-thread and bounded sequenced runners; an unbounded sequenced runner reads its
+    /// queue's positions, which its worker writes back once per batch, so while a batch runs
+    /// its tasks that already started may still be counted.
     pub pending: usize,
     /// Threads running the runner's tasks right now: 0 or 1 for sequenced and single-thread
     /// runners, at most the max concurrency for a parallel runner. A thread counts from the

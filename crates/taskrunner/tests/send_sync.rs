@@ -23,8 +23,8 @@ fn public_types_are_send_and_sync() {
     send_sync::<ShutdownReport>();
     send_sync::<TaskTraits>();
     send_sync::<SequenceToken>();
-    send::<Task>();
-    send::<PostError>();
+    send_sync::<Task>();
+    send_sync::<PostError>();
     send::<ThreadPoolBuilder>();
     send::<SequencedRunnerBuilder>();
     send::<ParallelRunnerBuilder>();

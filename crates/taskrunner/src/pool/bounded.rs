@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Condvar, Mutex};
 
 /// What a wait for room ended with.
@@ -35,6 +35,8 @@ pub(crate) struct Bounded {
     capacity: usize,
     len: AtomicUsize,
     waiters: AtomicUsize,
+    /// Posts refused for lack of room (statistics).
+    rejected: AtomicU64,
     lock: Mutex<()>,
     room: Condvar,
 }
@@ -47,6 +49,7 @@ impl Bounded {
             capacity,
             len: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
+            rejected: AtomicU64::new(0),
             lock: Mutex::new(()),
             room: Condvar::new(),
         }
@@ -54,6 +57,21 @@ impl Bounded {
 
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Tasks admitted and not yet taken off the queue.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// A post was refused for lack of room.
+    #[cold]
+    pub(crate) fn add_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
     }
 
     /// Reserves a place if there is one. Never blocks.

@@ -43,13 +43,12 @@
 use std::time::Instant;
 
 use crate::current::SequenceToken;
-use crate::stats::RunnerCounters;
-use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::{PostError, Task, TaskTraits};
 
 use super::bounded::{Bounded, Reserve};
-use super::queue::TaskQueue;
+use super::queue::{Cursor, TaskQueue};
 use super::{Shared, Source};
 
 const SCHEDULED: usize = 1;
@@ -65,16 +64,61 @@ pub(crate) enum Release {
     Reacquired,
 }
 
+/// Field order matters (`repr(C)`): fields the owner reads for every task (`closed`, `pool`,
+/// `name`) come first, the queue's consumer fields next, and the fields every post writes (the
+/// queue's tail, then `state`) last, at least 64 bytes after `closed`, so that posting threads
+/// and the running worker do not fight over one cache line.
+#[repr(C)]
 pub(crate) struct Sequence {
-    state: AtomicUsize,
-    queue: TaskQueue,
-    pool: Arc<Shared>,
+    /// `CLOSED`, repeated where the owner can read it on every task without touching the cache
+    /// line that posters write.
+    closed: AtomicBool,
     traits: TaskTraits,
-    token: SequenceToken,
+    /// Statistics: a worker runs the sequence's tasks now (in what was padding).
+    running: AtomicBool,
+    pool: Arc<Shared>,
     name: Option<std::sync::Arc<str>>,
-    /// Present only on a bounded sequence.
+    /// Statistics: tasks run, added by the owner once per batch.
+    tasks_run: AtomicU64,
+    /// Present only on a bounded sequence (it also counts the rejections).
     bounded: Option<Box<Bounded>>,
-    counters: RunnerCounters,
+    token: SequenceToken,
+    queue: TaskQueue,
+    state: AtomicUsize,
+}
+
+/// The owner's access to the queue for one batch. It keeps the queue position locally and
+/// writes it back when dropped, which must happen before the sequence is released or handed
+/// to another worker.
+pub(crate) struct Consumer<'a> {
+    queue: &'a TaskQueue,
+    cursor: Cursor,
+    /// A bounded sequence's capacity count: each pop frees a place.
+    bounded: Option<&'a Bounded>,
+}
+
+impl Consumer<'_> {
+    /// The next ready task.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<Task> {
+        let task = self.queue.pop(&mut self.cursor);
+        if let (Some(_), Some(bounded)) = (&task, self.bounded) {
+            bounded.free();
+        }
+        task
+    }
+
+    /// Whether the next task is ready.
+    #[inline]
+    pub(crate) fn has_ready_task(&mut self) -> bool {
+        self.queue.is_ready(&mut self.cursor)
+    }
+}
+
+impl Drop for Consumer<'_> {
+    fn drop(&mut self) {
+        self.queue.store_cursor(&self.cursor);
+    }
 }
 
 impl std::fmt::Debug for Sequence {
@@ -94,14 +138,16 @@ impl Sequence {
         name: Option<std::sync::Arc<str>>,
     ) -> Sequence {
         Sequence {
-            state: AtomicUsize::new(0),
-            queue: TaskQueue::new(),
-            pool,
+            closed: AtomicBool::new(false),
             traits,
-            token: SequenceToken::next(),
+            pool,
             name,
+            running: AtomicBool::new(false),
+            tasks_run: AtomicU64::new(0),
             bounded: None,
-            counters: RunnerCounters::default(),
+            token: SequenceToken::next(),
+            queue: TaskQueue::new(),
+            state: AtomicUsize::new(0),
         }
     }
 
@@ -119,7 +165,7 @@ impl Sequence {
         }
         if let Some(bounded) = &this.bounded {
             if !bounded.try_reserve() {
-                this.counters.add_rejected();
+                bounded.add_rejected();
                 return Err(PostError::Full(task));
             }
         }
@@ -154,7 +200,7 @@ impl Sequence {
                 Ok(())
             }
             Reserve::TimedOut => {
-                this.counters.add_rejected();
+                bounded.add_rejected();
                 Err(PostError::Full(task))
             }
             Reserve::Closed => Err(PostError::Closed(task)),
@@ -166,19 +212,38 @@ impl Sequence {
         self.bounded.as_ref().map(|b| b.capacity())
     }
 
-    pub(crate) fn counters(&self) -> &RunnerCounters {
-        &self.counters
+    /// Statistics: whether a worker runs the sequence's tasks now (set by the owner).
+    #[inline]
+    pub(crate) fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::Relaxed);
     }
 
-    /// The next task. Only the thread that owns the sequence (holds `SCHEDULED`) may call
-    /// this: the queue has a single consumer.
+    /// Statistics: `n` more tasks ran (once per batch, by the owner).
     #[inline]
-    pub(crate) fn pop(&self) -> Option<Task> {
-        let task = self.queue.pop();
-        if let (Some(_), Some(bounded)) = (&task, &self.bounded) {
-            bounded.free();
+    pub(crate) fn add_run(&self, n: u64) {
+        if n > 0 {
+            self.tasks_run.fetch_add(n, Ordering::Relaxed);
         }
-        task
+    }
+
+    /// Statistics: (running, tasks run, rejected for a full queue).
+    pub(crate) fn stats(&self) -> (usize, u64, u64) {
+        (
+            usize::from(self.running.load(Ordering::Relaxed)),
+            self.tasks_run.load(Ordering::Relaxed),
+            self.bounded.as_ref().map_or(0, |b| b.rejected()),
+        )
+    }
+
+    /// Access to the queue for one batch. Only the thread that owns the sequence (holds
+    /// `SCHEDULED`) may call this: the queue has a single consumer.
+    #[inline]
+    pub(crate) fn consumer(&self) -> Consumer<'_> {
+        Consumer {
+            queue: &self.queue,
+            cursor: self.queue.cursor(),
+            bounded: self.bounded.as_deref(),
+        }
     }
 
     /// Transition `release`: the owner's pop found no ready task; it gives the sequence up
@@ -202,6 +267,7 @@ impl Sequence {
 
     /// Transition `close`: no post is accepted from now on. Idempotent, never blocks.
     pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         let prev = self.state.fetch_or(CLOSED, Ordering::AcqRel);
         if let Some(bounded) = &self.bounded {
             // Posters waiting for room give up: the runner is closed.
@@ -211,6 +277,13 @@ impl Sequence {
             // Idle: it has terminated right now.
             self.pool.notify_runner_event();
         }
+    }
+
+    /// The owner's per-task check: the runner was shut down, or its pool is shutting down.
+    /// Reads no cache line that posts write.
+    #[inline]
+    pub(crate) fn is_closed_for_owner(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || !self.pool.is_accepting()
     }
 
     /// The runner was shut down, or its pool is shutting down.
@@ -242,7 +315,35 @@ impl Sequence {
         self.name.as_deref().unwrap_or("sequence")
     }
 
+    /// Tasks queued and not yet started: exact on a bounded sequence (its capacity count);
+    /// otherwise the queue's positions, where the owner's position is written back at the end
+    /// of a batch, so tasks of the running batch may still be counted.
     pub(crate) fn queued(&self) -> usize {
-        self.queue.len()
+        match &self.bounded {
+            Some(bounded) => bounded.len(),
+            None => self.queue.len(),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posts_and_the_owner_touch_different_cache_lines() {
+        let base = std::mem::offset_of!(Sequence, closed);
+        let hot = std::mem::offset_of!(Sequence, queue) + std::mem::size_of::<TaskQueue>()
+            - 2 * std::mem::size_of::<usize>();
+        assert!(hot - base >= 64, "closed at {base}, the queue's tail at {hot}");
+        assert!(std::mem::offset_of!(Sequence, state) > hot);
+    }
+
+    #[test]
+    fn an_idle_sequence_fits_in_128_bytes_of_heap() {
+        // The runner handle is one `Arc<Sequence>`: the heap block is the two reference counts
+        // plus the sequence. An idle, never-used queue owns no block.
+        let heap = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Sequence>();
+        assert!(heap <= 128, "an idle sequence takes {heap} bytes");
     }
 }

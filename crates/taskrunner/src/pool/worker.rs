@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::parallel;
+use super::sequence::Consumer;
 use super::sleep::Registered;
 use super::{
     Parallel, Release, Sequence, Shared, SlotEnd, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED,
@@ -28,11 +29,18 @@ const BATCH: usize = 2;
 #[cfg(not(loom))]
 const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// How many times an idle worker polls the queues before it parks.
+/// How long the spinning worker polls the queues before it parks. Long enough that a steady
+/// stream of posts (one every few microseconds) never waits for a wake-up; short enough that an
+/// idle pool stops using CPU almost at once.
 #[cfg(not(loom))]
-const SPIN_ROUNDS: usize = 64;
+const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// How many times the owner of a sequence polls its empty queue before releasing it: a post
+/// arriving meanwhile is run without a round trip through the pool's queues.
+#[cfg(not(loom))]
+const LINGER_POLLS: usize = 128;
 #[cfg(loom)]
-const SPIN_ROUNDS: usize = 1;
+const LINGER_POLLS: usize = 0;
 
 thread_local! {
     /// (pool id, worker index) of the current thread, when it is a pool worker.
@@ -61,6 +69,16 @@ pub(super) fn spawn(
     }
 }
 
+/// What the spin phase found.
+enum Spin {
+    /// A source to run.
+    Found(Source),
+    /// Nothing within the spin time; still counted as a spinner.
+    SpunOut,
+    /// Another worker spins already; this one parks directly.
+    NotSpinning,
+}
+
 /// Why a batch ended.
 enum BatchEnd {
     /// The queue looked empty.
@@ -83,44 +101,66 @@ impl Worker {
                 self.run_source(source);
                 continue;
             }
-            if let Some(source) = self.spin() {
-                self.run_source(source);
-                continue;
-            }
+            let spinning = match self.spin() {
+                Spin::Found(source) => {
+                    self.run_source(source);
+                    continue;
+                }
+                Spin::SpunOut => true,
+                Spin::NotSpinning => false,
+            };
             if !self.shared.is_accepting() {
+                if spinning {
+                    self.shared.sleep.stop_spinning();
+                }
                 if self.shared.has_queued() {
                     continue;
                 }
                 break;
             }
-            self.park();
+            self.park(spinning);
         }
         self.exit();
     }
 
-    /// Polls the queues a few times before parking (a post arriving now is picked up without a
-    /// wake-up). A spinner that finds work and was the last spinner wakes another worker if
-    /// more is queued, because posters skip the wake-up while someone spins.
-    fn spin(&mut self) -> Option<Source> {
+    /// Polls the queues for a while before parking, if no other worker is doing so already (a
+    /// post arriving now is then picked up without a wake-up). A spinner that finds work and was
+    /// the last spinner wakes another worker if more is queued, because posters skip the
+    /// wake-up while someone spins.
+    fn spin(&mut self) -> Spin {
         let sleep = &self.shared.sleep;
-        sleep.start_spinning();
-        for _ in 0..SPIN_ROUNDS {
-            spin_hint();
+        if !sleep.try_start_spinning() {
+            return Spin::NotSpinning;
+        }
+        #[cfg(not(loom))]
+        let deadline = std::time::Instant::now() + SPIN_TIME;
+        let mut polls: usize = 0;
+        loop {
             if let Some(source) = self.shared.pop_source(&mut self.ages) {
                 if sleep.stop_spinning() && self.shared.has_queued() {
                     let _ = sleep.notify_one();
                 }
-                return Some(source);
+                return Spin::Found(source);
             }
+            polls += 1;
+            #[cfg(not(loom))]
+            if polls % 32 == 0 && std::time::Instant::now() >= deadline {
+                break;
+            }
+            #[cfg(loom)]
+            if polls >= 1 {
+                break;
+            }
+            spin_hint();
         }
         // Still counted as a spinner: `park` turns that into a sleeper in one step.
-        None
+        Spin::SpunOut
     }
 
     /// Registers as a sleeper (leaving the spinners), re-checks, and parks.
-    fn park(&mut self) {
+    fn park(&mut self, was_spinning: bool) {
         let sleep = &self.shared.sleep;
-        let registered = sleep.register_sleeper(self.index);
+        let registered = sleep.register_sleeper(self.index, was_spinning);
         if registered == Registered::ShuttingDown || self.shared.has_queued() {
             if !sleep.unregister_sleeper(self.index) && registered == Registered::MayPark {
                 // A poster picked this worker for its source while the worker re-checked and
@@ -130,7 +170,7 @@ impl Worker {
             }
             return;
         }
-        sleep.park();
+        sleep.park(self.index);
         let _ = sleep.unregister_sleeper(self.index);
     }
 
@@ -161,24 +201,24 @@ impl Worker {
             RunnerHandle::sequenced(SequencedTaskRunner::from_sequence(sequence.clone())),
             Some(sequence.token()),
         );
-        sequence.counters().enter();
+        sequence.set_running(true);
         loop {
             let (ran, end) = self.run_batch(&sequence, behavior);
             self.add_ran(ran);
-            sequence.counters().add_run(ran);
+            sequence.add_run(ran);
             match end {
                 BatchEnd::Budget if self.shared.has_queued() => {
                     // Let waiting sources go first; the sequence stays scheduled.
-                    sequence.counters().exit();
+                    sequence.set_running(false);
                     self.shared.schedule(Source::Sequence(sequence), traits.priority());
                     break;
                 }
                 BatchEnd::Budget => continue,
                 BatchEnd::Empty => {
-                    sequence.counters().exit();
+                    sequence.set_running(false);
                     match sequence.release() {
                         Release::Released => break,
-                        Release::Reacquired => sequence.counters().enter(),
+                        Release::Reacquired => sequence.set_running(true),
                     }
                 }
             }
@@ -222,20 +262,38 @@ impl Worker {
         self.clear_activity();
     }
 
+    /// Polls the owned sequence's empty queue a little before releasing it. True if a task
+    /// arrived.
+    #[inline]
+    fn linger(consumer: &mut Consumer<'_>) -> bool {
+        for _ in 0..LINGER_POLLS {
+            spin_hint();
+            if consumer.has_ready_task() {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Runs up to `BATCH` tasks (or `BATCH_TIME`). Returns how many ran and why it stopped.
     #[inline]
     fn run_batch(&self, sequence: &Sequence, behavior: ShutdownBehavior) -> (u64, BatchEnd) {
         #[cfg(not(loom))]
         let started = std::time::Instant::now();
+        let mut consumer = sequence.consumer();
         let mut popped = 0;
         let mut ran = 0;
         loop {
             if popped == BATCH {
                 return (ran, BatchEnd::Budget);
             }
-            let Some(task) = sequence.pop() else { return (ran, BatchEnd::Empty) };
+            let task = match consumer.pop() {
+                Some(task) => task,
+                None if Self::linger(&mut consumer) => continue,
+                None => return (ran, BatchEnd::Empty),
+            };
             popped += 1;
-            if self.shared.tracker.should_run(behavior, sequence.is_closed()) {
+            if self.shared.tracker.should_run(behavior, sequence.is_closed_for_owner()) {
                 run_task(&self.shared, sequence.name(), task);
                 ran += 1;
             } else {
@@ -309,8 +367,11 @@ pub(super) fn drain_source(shared: &Shared, source: Source) {
         Source::Task(task, _) => skip_task(shared, task),
         Source::Parallel(parallel) => Parallel::drain(&parallel, |task| skip_task(shared, task)),
         Source::Sequence(sequence) => loop {
-            while let Some(task) = sequence.pop() {
-                skip_task(shared, task);
+            {
+                let mut consumer = sequence.consumer();
+                while let Some(task) = consumer.pop() {
+                    skip_task(shared, task);
+                }
             }
             if sequence.release() == Release::Released {
                 break;

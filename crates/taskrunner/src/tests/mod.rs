@@ -1,6 +1,7 @@
 //! loom models of the core protocols. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p taskrunner --lib --release`.
 
+mod loom_event_bus;
 mod loom_handle;
 mod loom_parallel;
 mod loom_queue;
