@@ -36,7 +36,6 @@ pub enum RunnerKind {
 /// let stats = seq.stats();
 /// assert_eq!(stats.name, "db");
 /// assert_eq!(stats.kind, RunnerKind::Sequenced);
-/// assert_eq!(stats.pending, 0);
 /// assert!(!stats.closed);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
