@@ -15,60 +15,8 @@ mod imp {
     pub(crate) use loom::sync::atomic;
     pub(crate) use loom::sync::Arc;
     pub(crate) use loom::sync::{Condvar as RawCondvar, Mutex as RawMutex, MutexGuard};
+    pub(crate) use loom::thread;
     pub(crate) use loom::thread_local;
-
-    /// loom's threads, except that `park`/`unpark` keep the unpark token the way `std` does.
-    ///
-    /// loom 0.7 drops an unpark that reaches a thread while it is blocked on a mutex or
-    /// yielding (it only makes the thread runnable), so a model of a protocol that relies on
-    /// the token (`pool/sleep.rs`: a waker unparks a worker that has not parked yet) reports a
-    /// deadlock that `std` cannot have. Here the token is a flag under a loom mutex.
-    pub(crate) mod thread {
-        pub(crate) use loom::thread::{spawn, yield_now, JoinHandle};
-
-        use loom::sync::{Arc, Condvar, Mutex};
-
-        #[derive(Default)]
-        struct Token {
-            unparked: Mutex<bool>,
-            cond: Condvar,
-        }
-
-        loom::thread_local! {
-            static TOKEN: Arc<Token> = Arc::new(Token::default());
-        }
-
-        /// A handle to unpark a thread.
-        #[derive(Clone)]
-        pub(crate) struct Thread(Arc<Token>);
-
-        impl std::fmt::Debug for Thread {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("Thread")
-            }
-        }
-
-        impl Thread {
-            pub(crate) fn unpark(&self) {
-                *self.0.unparked.lock().unwrap() = true;
-                self.0.cond.notify_one();
-            }
-        }
-
-        pub(crate) fn current() -> Thread {
-            Thread(TOKEN.with(|t| t.clone()))
-        }
-
-        pub(crate) fn park() {
-            TOKEN.with(|t| {
-                let mut unparked = t.unparked.lock().unwrap();
-                while !*unparked {
-                    unparked = t.cond.wait(unparked).unwrap();
-                }
-                *unparked = false;
-            });
-        }
-    }
 
     /// Under loom, spinning is replaced by a yield so the model can make progress.
     #[inline]
