@@ -26,6 +26,10 @@ pub enum PostError {
     Closed(Task),
     /// The runner's queue is at capacity.
     Full(Task),
+    /// The post would have to wait for room in the queue of the runner the caller runs on,
+    /// which cannot drain until the caller returns (a blocking post from the runner's own
+    /// task).
+    WouldDeadlock(Task),
     /// A reply was asked for with
     /// [`post_and_reply`](crate::TaskRunnerExt::post_and_reply) from a thread that is not
     /// running a task of any runner, so there is no runner to reply on. Nothing was posted; the
@@ -47,6 +51,7 @@ impl PostError {
         match self {
             PostError::Closed(task)
             | PostError::Full(task)
+            | PostError::WouldDeadlock(task)
             | PostError::NoCurrentRunner(task)
             | PostError::Unsupported(task)
             | PostError::InvalidInterval(task) => task,
@@ -63,6 +68,11 @@ impl PostError {
         matches!(self, PostError::Full(_))
     }
 
+    /// Whether waiting for room was refused because it could never end.
+    pub fn is_would_deadlock(&self) -> bool {
+        matches!(self, PostError::WouldDeadlock(_))
+    }
+
     /// Whether the post asked for a reply on the current runner, and there was none.
     pub fn is_no_current_runner(&self) -> bool {
         matches!(self, PostError::NoCurrentRunner(_))
@@ -70,12 +80,17 @@ impl PostError {
 
     /// Where the rejected task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
+        self.task().location()
+    }
+
+    fn task(&self) -> &Task {
         match self {
             PostError::Closed(task)
             | PostError::Full(task)
+            | PostError::WouldDeadlock(task)
             | PostError::NoCurrentRunner(task)
             | PostError::Unsupported(task)
-            | PostError::InvalidInterval(task) => task.location(),
+            | PostError::InvalidInterval(task) => task,
         }
     }
 }
@@ -85,6 +100,7 @@ impl fmt::Debug for PostError {
         match self {
             PostError::Closed(task) => f.debug_tuple("Closed").field(task).finish(),
             PostError::Full(task) => f.debug_tuple("Full").field(task).finish(),
+            PostError::WouldDeadlock(task) => f.debug_tuple("WouldDeadlock").field(task).finish(),
             PostError::NoCurrentRunner(task) => {
                 f.debug_tuple("NoCurrentRunner").field(task).finish()
             }
@@ -105,6 +121,12 @@ impl fmt::Display for PostError {
             PostError::Full(task) => {
                 write!(f, "task posted from {} rejected: runner queue is full", task.location())
             }
+            PostError::WouldDeadlock(task) => write!(
+                f,
+                "task posted from {} rejected: the queue is full and waiting for room from the \
+                 runner's own task would deadlock",
+                task.location()
+            ),
             PostError::NoCurrentRunner(task) => write!(
                 f,
                 "task posted from {} rejected: no current runner to reply on",

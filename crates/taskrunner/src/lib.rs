@@ -122,8 +122,11 @@
 //! # Where things are
 //!
 //! - [`ThreadPool`], [`ThreadPoolBuilder`], [`global`], [`ShutdownReport`]: the pool.
-//! - [`SequencedTaskRunner`]: the sequence. [`TaskTraits`] ([`Priority`],
+//! - [`SequencedTaskRunner`]: the sequence (optionally bounded). [`ParallelTaskRunner`]: up to
+//!   N tasks at once, with `flush` barriers. [`SingleThreadTaskRunner`]: a dedicated OS thread,
+//!   with a bounded queue and a [`QueuePolicy`]. [`TaskTraits`] ([`Priority`],
 //!   [`ShutdownBehavior`]) belong to the runner and are fixed when it is made.
+//! - [`RunnerStats`], [`PoolStats`]: statistics, read from atomics.
 //! - [`TaskRunner`] (one required method) and [`TaskRunnerExt`] (the helpers, for every runner).
 //! - [`TaskHandle`]: a task's result, blocking or `.await`. [`TaskError`], [`PostError`],
 //!   [`WaitError`], [`BuildError`]: what can go wrong.
@@ -148,11 +151,14 @@ mod current;
 mod error;
 mod event_bus;
 mod handle;
+mod parallel;
 mod pool;
 mod reply;
 mod runner;
 mod sequence_bound;
 mod sequenced;
+mod single_thread;
+mod stats;
 mod sync;
 mod task;
 #[cfg(feature = "test-util")]
@@ -169,12 +175,17 @@ pub use crate::current::{current_runner, SequenceToken};
 pub use crate::error::{BuildError, PostError, TaskError, WaitError};
 pub use crate::event_bus::{EventBus, PublishError, SubscribeError, SubscriptionId};
 pub use crate::handle::TaskHandle;
+pub use crate::parallel::{ParallelRunnerBuilder, ParallelTaskRunner};
 pub use crate::pool::{
     global, sequenced_runner, PanicReport, ShutdownReport, ThreadPool, ThreadPoolBuilder,
 };
 pub use crate::runner::{RunnerHandle, SequencedRunner, TaskRunner, TaskRunnerExt};
 pub use crate::sequence_bound::SequenceBound;
 pub use crate::sequenced::{SequencedRunnerBuilder, SequencedTaskRunner};
+pub use crate::single_thread::{
+    QueuePolicy, Rejection, SingleThreadRunnerBuilder, SingleThreadTaskRunner,
+};
+pub use crate::stats::{PoolStats, RunnerKind, RunnerStats};
 pub use crate::task::{Priority, ShutdownBehavior, Task, TaskTraits};
 pub use crate::time::{
     Clock, DelayedHandle, MissedTickPolicy, RealClock, Repeat, RepeatingHandle, StopReason,

@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::current::SequenceToken;
 use crate::time::TimerTarget;
 use crate::{
-    DelayedHandle, PostError, Repeat, RepeatingHandle, SequencedTaskRunner, Task, TaskHandle,
+    DelayedHandle, ParallelTaskRunner, PostError, Repeat, RepeatingHandle, RunnerStats,
+    SequencedTaskRunner, SingleThreadTaskRunner, Task, TaskHandle,
 };
 
 /// Something tasks can be posted to.
@@ -328,32 +329,73 @@ impl SequencedRunner for SequencedTaskRunner {}
 
 /// A handle to a runner of any kind, as returned by
 /// [`current_runner`](crate::current_runner). Cheap to clone.
+///
+/// A handle to a single-thread runner obtained here does not keep its thread alive: once the
+/// runner's own handles are gone, posts through it return `Closed`.
 #[derive(Clone, Debug)]
 pub struct RunnerHandle {
-    kind: RunnerKind,
+    kind: Kind,
 }
 
 #[derive(Clone, Debug)]
-enum RunnerKind {
+enum Kind {
     Sequenced(SequencedTaskRunner),
+    Parallel(ParallelTaskRunner),
+    SingleThread(SingleThreadTaskRunner),
 }
 
 impl RunnerHandle {
     pub(crate) fn sequenced(runner: SequencedTaskRunner) -> RunnerHandle {
-        RunnerHandle { kind: RunnerKind::Sequenced(runner) }
+        RunnerHandle { kind: Kind::Sequenced(runner) }
+    }
+
+    pub(crate) fn parallel(runner: ParallelTaskRunner) -> RunnerHandle {
+        RunnerHandle { kind: Kind::Parallel(runner) }
+    }
+
+    pub(crate) fn single_thread(runner: SingleThreadTaskRunner) -> RunnerHandle {
+        RunnerHandle { kind: Kind::SingleThread(runner) }
     }
 
     /// The runner as a sequenced runner, if it is one.
     pub fn as_sequenced(&self) -> Option<&SequencedTaskRunner> {
         match &self.kind {
-            RunnerKind::Sequenced(runner) => Some(runner),
+            Kind::Sequenced(runner) => Some(runner),
+            _ => None,
+        }
+    }
+
+    /// The runner as a parallel runner, if it is one.
+    pub fn as_parallel(&self) -> Option<&ParallelTaskRunner> {
+        match &self.kind {
+            Kind::Parallel(runner) => Some(runner),
+            _ => None,
+        }
+    }
+
+    /// The runner as a single-thread runner, if it is one.
+    pub fn as_single_thread(&self) -> Option<&SingleThreadTaskRunner> {
+        match &self.kind {
+            Kind::SingleThread(runner) => Some(runner),
+            _ => None,
         }
     }
 
     /// The runner's name.
     pub fn name(&self) -> &str {
         match &self.kind {
-            RunnerKind::Sequenced(runner) => runner.name(),
+            Kind::Sequenced(runner) => runner.name(),
+            Kind::Parallel(runner) => runner.name(),
+            Kind::SingleThread(runner) => runner.name(),
+        }
+    }
+
+    /// A snapshot of the runner's statistics.
+    pub fn stats(&self) -> RunnerStats {
+        match &self.kind {
+            Kind::Sequenced(runner) => runner.stats(),
+            Kind::Parallel(runner) => runner.stats(),
+            Kind::SingleThread(runner) => runner.stats(),
         }
     }
 }
@@ -361,25 +403,33 @@ impl RunnerHandle {
 impl TaskRunner for RunnerHandle {
     fn post_task(&self, task: Task) -> Result<(), PostError> {
         match &self.kind {
-            RunnerKind::Sequenced(runner) => runner.post_task(task),
+            Kind::Sequenced(runner) => runner.post_task(task),
+            Kind::Parallel(runner) => runner.post_task(task),
+            Kind::SingleThread(runner) => runner.post_task(task),
         }
     }
 
     fn sequence_token(&self) -> Option<SequenceToken> {
         match &self.kind {
-            RunnerKind::Sequenced(runner) => runner.sequence_token(),
+            Kind::Sequenced(runner) => runner.sequence_token(),
+            Kind::Parallel(runner) => runner.sequence_token(),
+            Kind::SingleThread(runner) => runner.sequence_token(),
         }
     }
 
     fn is_closed(&self) -> bool {
         match &self.kind {
-            RunnerKind::Sequenced(runner) => runner.is_closed(),
+            Kind::Sequenced(runner) => TaskRunner::is_closed(runner),
+            Kind::Parallel(runner) => TaskRunner::is_closed(runner),
+            Kind::SingleThread(runner) => TaskRunner::is_closed(runner),
         }
     }
 
     fn timer_target(&self) -> Option<TimerTarget> {
         match &self.kind {
-            RunnerKind::Sequenced(runner) => runner.timer_target(),
+            Kind::Sequenced(runner) => runner.timer_target(),
+            Kind::Parallel(runner) => runner.timer_target(),
+            Kind::SingleThread(runner) => runner.timer_target(),
         }
     }
 }

@@ -1,13 +1,26 @@
 //! [`SequencedTaskRunner`]: a virtual thread on a pool.
+//!
+//! A sequenced runner may be **bounded**
+//! ([`SequencedRunnerBuilder::capacity`]): at most that many tasks wait in its queue (the
+//! task running does not count). On a bounded runner, `post` (and every helper of
+//! [`TaskRunnerExt`]) never blocks: it behaves like [`try_post`](SequencedTaskRunner::try_post)
+//! and returns [`PostError::Full`] with the task when there is no room.
+//! [`post_timeout`](SequencedTaskRunner::post_timeout) waits for room; from the runner's own
+//! task, when it would have to wait, it returns [`PostError::WouldDeadlock`] at once (the queue
+//! cannot drain before that task returns).
 
 use std::fmt;
+use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use crate::current::{self, SequenceToken};
 use crate::pool::{Sequence, Shared};
+use crate::stats::{RunnerKind, RunnerStats};
 use crate::sync::Arc;
 use crate::time::TimerTarget;
-use crate::{BuildError, PostError, Task, TaskRunner, TaskRunnerExt, TaskTraits, WaitError};
+use crate::{
+    BuildError, PostError, Task, TaskHandle, TaskRunner, TaskRunnerExt, TaskTraits, WaitError,
+};
 
 /// Runs its tasks one at a time, in posting order, on the threads of a pool.
 ///
@@ -57,6 +70,16 @@ impl SequencedTaskRunner {
         SequencedTaskRunner { sequence: Arc::new(Sequence::new(pool, traits, name)) }
     }
 
+    fn bounded(
+        pool: Arc<Shared>,
+        traits: TaskTraits,
+        name: Option<std::sync::Arc<str>>,
+        capacity: Option<usize>,
+    ) -> SequencedTaskRunner {
+        let sequence = Sequence::new(pool, traits, name).with_capacity(capacity);
+        SequencedTaskRunner { sequence: Arc::new(sequence) }
+    }
+
     pub(crate) fn from_sequence(sequence: Arc<Sequence>) -> SequencedTaskRunner {
         SequencedTaskRunner { sequence }
     }
@@ -80,6 +103,80 @@ impl SequencedTaskRunner {
     /// Tasks queued and not yet started.
     pub fn pending(&self) -> usize {
         self.sequence.queued()
+    }
+
+    /// The capacity of a bounded runner; `None` when unbounded.
+    pub fn capacity(&self) -> Option<usize> {
+        self.sequence.capacity()
+    }
+
+    /// Posts `f` if there is room, never blocking. On an unbounded runner this is `post`.
+    ///
+    /// Errors: [`PostError::Full`] when the queue is at capacity (counted in
+    /// [`RunnerStats::rejected`]), [`PostError::Closed`] after shutdown; both hand the task
+    /// back.
+    ///
+    /// ```
+    /// use taskrunner::{PostError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::builder().workers(1).build().unwrap();
+    /// let seq = pool.sequenced_runner_builder().capacity(1).build().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let (started_tx, started_rx) = std::sync::mpsc::channel();
+    /// seq.try_post(move || { started_tx.send(()).unwrap(); rx.recv().unwrap(); }).unwrap();
+    /// started_rx.recv().unwrap();           // running: it no longer takes a place
+    /// seq.try_post(|| {}).unwrap();          // queued: the one place
+    /// assert!(matches!(seq.try_post(|| {}), Err(PostError::Full(_))));
+    /// tx.send(()).unwrap();
+    /// ```
+    #[track_caller]
+    pub fn try_post<F>(&self, f: F) -> Result<(), PostError>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        Sequence::post(&self.sequence, Task::with_location(f, Location::caller()))
+    }
+
+    /// Posts `f`, waiting up to `timeout` for room in a bounded runner's queue (on an
+    /// unbounded runner this is `post`).
+    ///
+    /// Errors: [`PostError::Full`] when the timeout elapsed first (counted in
+    /// [`RunnerStats::rejected`]), [`PostError::Closed`] when the runner is or becomes
+    /// closed, [`PostError::WouldDeadlock`] when the queue is full and the caller is one of the
+    /// runner's own tasks. Each hands the task back.
+    #[track_caller]
+    pub fn post_timeout<F>(&self, f: F, timeout: Duration) -> Result<(), PostError>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let task = Task::with_location(f, Location::caller());
+        let sequence = &self.sequence;
+        if sequence.capacity().is_none() {
+            return Sequence::post(sequence, task);
+        }
+        if self.runs_tasks_in_current_sequence() {
+            // Never wait here: the queue cannot drain before the caller returns.
+            return match Sequence::post(sequence, task) {
+                Err(PostError::Full(task)) => Err(PostError::WouldDeadlock(task)),
+                other => other,
+            };
+        }
+        Sequence::post_until(sequence, task, Instant::now().checked_add(timeout))
+    }
+
+    /// A snapshot of the runner's statistics (see [`RunnerStats`]).
+    pub fn stats(&self) -> RunnerStats {
+        let (running, tasks_run, rejected) = self.sequence.stats();
+        RunnerStats {
+            name: self.name().to_owned(),
+            kind: RunnerKind::Sequenced,
+            pending: self.sequence.queued(),
+            running,
+            rejected,
+            closed: self.is_closed(),
+            barrier_pending: false,
+            tasks_run,
+        }
     }
 
     /// Stops accepting posts. Tasks already queued run or are dropped according to the
@@ -110,13 +207,25 @@ impl SequencedTaskRunner {
     ///
     /// Errors: [`WaitError::WouldDeadlock`] when called from one of this runner's own tasks,
     /// [`WaitError::Timeout`], and [`WaitError::ShutDown`] when the runner is closed or shuts
-    /// down during the wait (so those tasks may never run).
+    /// down during the wait (so those tasks may never run). On a bounded runner the wait
+    /// includes waiting for room for the marker task it posts.
+    #[track_caller]
     pub fn wait_idle(&self, timeout: Duration) -> Result<(), WaitError> {
         if self.runs_tasks_in_current_sequence() {
             return Err(WaitError::WouldDeadlock);
         }
-        let mut marker = self.post_with_result(|| ()).map_err(|_| WaitError::ShutDown)?;
-        match marker.join_timeout(timeout) {
+        let deadline = Instant::now().checked_add(timeout);
+        let location = Location::caller();
+        let (mut marker, run) = TaskHandle::new(|| (), location, self.sequence_token());
+        // On a bounded runner the marker waits for room, within the same timeout.
+        match Sequence::post_until(&self.sequence, Task::with_location(run, location), deadline) {
+            Ok(()) => {}
+            Err(PostError::Full(_)) => return Err(WaitError::Timeout),
+            Err(_) => return Err(WaitError::ShutDown),
+        }
+        let remaining =
+            deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+        match marker.join_timeout(remaining) {
             Ok(()) => Ok(()),
             Err(e) if e.is_timeout() => {
                 marker.cancel();
@@ -187,6 +296,7 @@ pub struct SequencedRunnerBuilder {
     pool: Arc<Shared>,
     name: Option<std::sync::Arc<str>>,
     traits: TaskTraits,
+    capacity: Option<usize>,
 }
 
 impl fmt::Debug for SequencedRunnerBuilder {
@@ -194,13 +304,14 @@ impl fmt::Debug for SequencedRunnerBuilder {
         f.debug_struct("SequencedRunnerBuilder")
             .field("name", &self.name)
             .field("traits", &self.traits)
+            .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
 }
 
 impl SequencedRunnerBuilder {
     pub(crate) fn new(pool: Arc<Shared>) -> SequencedRunnerBuilder {
-        SequencedRunnerBuilder { pool, name: None, traits: TaskTraits::default() }
+        SequencedRunnerBuilder { pool, name: None, traits: TaskTraits::default(), capacity: None }
     }
 
     /// The runner's name, shown in panic reports.
@@ -215,8 +326,21 @@ impl SequencedRunnerBuilder {
         self
     }
 
+    /// Bounds the queue: at most `capacity` tasks wait (the running task does not count).
+    /// Default: unbounded. `build` rejects 0. See [`SequencedTaskRunner::try_post`].
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
     /// Creates the runner.
     pub fn build(self) -> Result<SequencedTaskRunner, BuildError> {
-        Ok(SequencedTaskRunner::new(self.pool, self.traits, self.name))
+        if self.capacity == Some(0) {
+            return Err(BuildError::new(
+                "a bounded runner needs a capacity of at least 1, got 0 (leave it unset for an \
+                 unbounded queue)",
+            ));
+        }
+        Ok(SequencedTaskRunner::bounded(self.pool, self.traits, self.name, self.capacity))
     }
 }

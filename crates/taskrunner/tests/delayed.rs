@@ -368,3 +368,28 @@ fn dropping_the_last_pool_handle_drops_pending_delayed_tasks_at_once() {
     assert!(!handle.cancel());
     assert!(seq.post_delayed(MS, || {}).unwrap_err().is_closed());
 }
+
+#[test]
+fn delayed_posts_work_on_parallel_and_single_thread_runners() {
+    let pool = ThreadPool::builder().workers(2).build().unwrap();
+    let par = pool.parallel_runner(TaskTraits::default(), 2.try_into().unwrap());
+    let start = std::time::Instant::now();
+    let h = par.post_delayed_with_result(Duration::from_millis(5), || 1).unwrap();
+    assert_eq!(h.join().unwrap(), 1);
+    assert!(start.elapsed() >= Duration::from_millis(5));
+
+    let single = taskrunner::SingleThreadTaskRunner::builder().name("timed").build().unwrap();
+    let start = std::time::Instant::now();
+    let on = single
+        .post_delayed_with_result(Duration::from_millis(5), || {
+            std::thread::current().name().map(str::to_owned)
+        })
+        .unwrap();
+    assert_eq!(on.join().unwrap().as_deref(), Some("timed"));
+    assert!(start.elapsed() >= Duration::from_millis(5));
+    // A delayed task still pending when the runner stops is dropped and counted.
+    let pending = single.post_delayed(Duration::from_secs(3600), || {}).unwrap();
+    let report = single.stop();
+    assert_eq!(report.skipped(), 1);
+    drop(pending);
+}

@@ -10,6 +10,12 @@ fn public_types_are_send_and_sync() {
     send_sync::<ThreadPool>();
     send_sync::<SequencedTaskRunner>();
     send_sync::<RunnerHandle>();
+    send_sync::<ParallelTaskRunner>();
+    send_sync::<SingleThreadTaskRunner>();
+    send_sync::<RunnerStats>();
+    send_sync::<PoolStats>();
+    send_sync::<RunnerKind>();
+    send_sync::<QueuePolicy>();
     send_sync::<TaskHandle<u64>>();
     send_sync::<TaskError>();
     send_sync::<WaitError>();
@@ -33,13 +39,19 @@ fn public_types_are_send_and_sync() {
     send_sync::<PostError>();
     send::<ThreadPoolBuilder>();
     send::<SequencedRunnerBuilder>();
+    send::<ParallelRunnerBuilder>();
+    send::<SingleThreadRunnerBuilder>();
 }
 
 #[test]
 fn runners_are_object_safe() {
     let pool = ThreadPool::builder().workers(1).build().unwrap();
-    let runners: Vec<Box<dyn TaskRunner>> =
-        vec![Box::new(pool.sequenced_runner(TaskTraits::default())), Box::new(pool.clone())];
+    let runners: Vec<Box<dyn TaskRunner>> = vec![
+        Box::new(pool.sequenced_runner(TaskTraits::default())),
+        Box::new(pool.parallel_runner(TaskTraits::default(), std::num::NonZeroUsize::MIN)),
+        Box::new(SingleThreadTaskRunner::builder().build().unwrap()),
+        Box::new(pool.clone()),
+    ];
     for runner in &runners {
         // The helpers work through a trait object too.
         assert_eq!(runner.post_with_result(|| 1).unwrap().join().unwrap(), 1);

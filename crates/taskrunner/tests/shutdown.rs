@@ -143,8 +143,16 @@ fn runner_shutdown_from_its_own_task() {
     let seq = pool.sequenced_runner(traits(ShutdownBehavior::BlockShutdown));
     let ran = Arc::new(AtomicUsize::new(0));
     let me = seq.clone();
-    seq.post(move || me.shutdown()).unwrap();
+    // The first task shuts the runner down only once the second is queued (else the second
+    // post could race the shutdown and be refused).
+    let (queued_tx, queued_rx) = mpsc::channel::<()>();
+    seq.post(move || {
+        queued_rx.recv().unwrap();
+        me.shutdown();
+    })
+    .unwrap();
     seq.post(counter_task(&ran)).unwrap();
+    queued_tx.send(()).unwrap();
     seq.wait_shutdown(LONG).unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 1, "queued BlockShutdown tasks still run");
 }

@@ -2,6 +2,8 @@
 //!
 //! The protocols are written down in `README.md` beside this file.
 
+mod bounded;
+mod parallel;
 pub(crate) mod queue;
 mod sequence;
 mod sleep;
@@ -21,16 +23,19 @@ use crate::sync::{thread, Arc, Condvar, Mutex, Queue};
 use crate::time::{Clock, RealClock, TimerService, TimerTarget};
 use crate::{BuildError, PostError, Priority, SequencedTaskRunner, Task, TaskRunner, TaskTraits};
 
+pub(crate) use bounded::{Bounded, Reserve};
+pub(crate) use parallel::{Parallel, SlotEnd};
 pub(crate) use sequence::{Release, Sequence};
 pub use tracker::ShutdownReport;
+pub(crate) use tracker::Tracker;
 
 use sleep::{Notified, Sleep};
-use tracker::Tracker;
 
-/// Something the pool schedules: a whole sequence (one entry however many tasks it holds) or
-/// a one-off task.
+/// Something the pool schedules: a whole sequence (one entry however many tasks it holds), one
+/// slot of a parallel runner (see `parallel.rs`), or a one-off task.
 pub(crate) enum Source {
     Sequence(Arc<Sequence>),
+    Parallel(Arc<Parallel>),
     Task(Task, TaskTraits),
 }
 
@@ -54,7 +59,15 @@ pub struct PanicReport<'a> {
     location: &'static Location<'static>,
 }
 
-impl PanicReport<'_> {
+impl<'a> PanicReport<'a> {
+    pub(crate) fn new(
+        runner: &'a str,
+        message: &'a str,
+        location: &'static Location<'static>,
+    ) -> PanicReport<'a> {
+        PanicReport { runner, message, location }
+    }
+
     /// The name of the runner whose task panicked.
     pub fn runner(&self) -> &str {
         self.runner
@@ -81,7 +94,7 @@ impl fmt::Display for PanicReport<'_> {
     }
 }
 
-type PanicHandler = Box<dyn Fn(&PanicReport<'_>) + Send + Sync>;
+pub(crate) type PanicHandler = Box<dyn Fn(&PanicReport<'_>) + Send + Sync>;
 type ThreadNamer = Box<dyn Fn(usize) -> String + Send + Sync>;
 
 /// Exit bookkeeping, guarded by `Shared::exits`.
@@ -126,6 +139,10 @@ impl fmt::Debug for Shared {
 impl Shared {
     pub(crate) fn name(&self) -> &std::sync::Arc<str> {
         &self.name
+    }
+
+    pub(crate) fn worker_count(&self) -> usize {
+        self.workers.len()
     }
 
     #[inline]
@@ -257,6 +274,20 @@ impl Shared {
             while let Some(source) = queue.pop() {
                 worker::drain_source(self, source);
             }
+        }
+    }
+
+    fn stats(&self) -> crate::PoolStats {
+        crate::PoolStats {
+            workers: self.live_workers.load(Ordering::Relaxed),
+            queued_sources: self.queues.iter().map(|q| q.len()).sum(),
+            active_tasks: self
+                .workers
+                .iter()
+                .filter(|w| w.activity.load(Ordering::Relaxed) != IDLE)
+                .count(),
+            delayed_tasks: 0,
+            running: self.is_accepting(),
         }
     }
 
@@ -403,7 +434,44 @@ impl ThreadPool {
         self.owner.shared.clock.clone()
     }
 
-    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    /// A new parallel runner with the given traits that runs at most `max_concurrency` of its
+    /// tasks at once (values above 65535 are treated as 65535). A zero cannot be passed here
+    /// (`0.try_into()` fails); [`parallel_runner_builder`](Self::parallel_runner_builder) takes
+    /// a plain `usize` and returns a [`BuildError`] for 0.
+    ///
+    /// ```
+    /// use taskrunner::{TaskTraits, ThreadPool};
+    ///
+    /// let pool = ThreadPool::builder().workers(2).build()?;
+    /// let par = pool.parallel_runner(TaskTraits::default(), 8.try_into()?);
+    /// assert_eq!(par.max_concurrency(), 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn parallel_runner(
+        &self,
+        traits: TaskTraits,
+        max_concurrency: std::num::NonZeroUsize,
+    ) -> crate::ParallelTaskRunner {
+        crate::ParallelTaskRunner::new(
+            self.owner.shared.clone(),
+            traits,
+            max_concurrency.get(),
+            None,
+        )
+    }
+
+    /// A builder for a parallel runner with a name, traits and max concurrency.
+    pub fn parallel_runner_builder(&self) -> crate::ParallelRunnerBuilder {
+        crate::ParallelRunnerBuilder::new(self.owner.shared.clone())
+    }
+
+    /// A snapshot of the pool's statistics, read from atomics (no lock).
+    pub fn stats(&self) -> crate::PoolStats {
+        self.owner.shared.stats()
+    }
+
+    /// The shared state (the test environment and loom models drive it directly).
+    #[cfg_attr(not(any(feature = "test-util", all(test, loom))), allow(dead_code))]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.owner.shared
     }

@@ -33,12 +33,21 @@
 //! sequence (only the owner pops: the queue has one consumer), and it gives ownership up only
 //! by clearing the bit or by handing the sequence to a pool queue, which the next worker takes
 //! with acquire ordering. Each task therefore happens-before the next.
+//!
+//! # Bounded sequences
+//!
+//! A sequence built with a capacity also has a [`Bounded`] count (see `bounded.rs`): `post`
+//! reserves a place before pushing (or returns `Full`), `pop` frees it. An unbounded sequence
+//! has no `Bounded` and its post path is unchanged.
+
+use std::time::Instant;
 
 use crate::current::SequenceToken;
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::{PostError, Task, TaskTraits};
 
+use super::bounded::{Bounded, Reserve};
 use super::queue::{Cursor, TaskQueue};
 use super::{Shared, Source};
 
@@ -65,8 +74,14 @@ pub(crate) struct Sequence {
     /// line that posters write.
     closed: AtomicBool,
     traits: TaskTraits,
+    /// Statistics: a worker runs the sequence's tasks now (in what was padding).
+    running: AtomicBool,
     pool: Arc<Shared>,
     name: Option<std::sync::Arc<str>>,
+    /// Statistics: tasks run, added by the owner once per batch.
+    tasks_run: AtomicU64,
+    /// Present only on a bounded sequence (it also counts the rejections).
+    bounded: Option<Box<Bounded>>,
     token: SequenceToken,
     queue: TaskQueue,
     state: AtomicUsize,
@@ -78,13 +93,19 @@ pub(crate) struct Sequence {
 pub(crate) struct Consumer<'a> {
     queue: &'a TaskQueue,
     cursor: Cursor,
+    /// A bounded sequence's capacity count: each pop frees a place.
+    bounded: Option<&'a Bounded>,
 }
 
 impl Consumer<'_> {
     /// The next ready task.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<Task> {
-        self.queue.pop(&mut self.cursor)
+        let task = self.queue.pop(&mut self.cursor);
+        if let (Some(_), Some(bounded)) = (&task, self.bounded) {
+            bounded.free();
+        }
+        task
     }
 
     /// Whether the next task is ready.
@@ -121,10 +142,19 @@ impl Sequence {
             traits,
             pool,
             name,
+            running: AtomicBool::new(false),
+            tasks_run: AtomicU64::new(0),
+            bounded: None,
             token: SequenceToken::next(),
             queue: TaskQueue::new(),
             state: AtomicUsize::new(0),
         }
+    }
+
+    /// Makes the sequence bounded (`capacity` ≥ 1; the builder checks).
+    pub(crate) fn with_capacity(mut self, capacity: Option<usize>) -> Sequence {
+        self.bounded = capacity.map(|c| Box::new(Bounded::new(c)));
+        self
     }
 
     /// Transition `post`: push, then schedule the sequence if it was idle.
@@ -133,18 +163,87 @@ impl Sequence {
         if this.state.load(Ordering::Acquire) & CLOSED != 0 || !this.pool.is_accepting() {
             return Err(PostError::Closed(task));
         }
+        if let Some(bounded) = &this.bounded {
+            if !bounded.try_reserve() {
+                bounded.add_rejected();
+                return Err(PostError::Full(task));
+            }
+        }
+        Sequence::push(this, task);
+        Ok(())
+    }
+
+    /// The push half of `post`, for a task that was admitted (and given a place if bounded).
+    #[inline]
+    fn push(this: &Arc<Sequence>, task: Task) {
         this.queue.push(task);
         if this.state.fetch_or(SCHEDULED | NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
             this.pool.schedule(Source::Sequence(this.clone()), this.traits.priority());
         }
-        Ok(())
+    }
+
+    /// `post` that waits until `deadline` for room in a bounded sequence (same as `post` on an
+    /// unbounded one). The caller has checked it does not run in this sequence.
+    #[cold]
+    pub(crate) fn post_until(
+        this: &Arc<Sequence>,
+        task: Task,
+        deadline: Option<Instant>,
+    ) -> Result<(), PostError> {
+        let Some(bounded) = &this.bounded else { return Sequence::post(this, task) };
+        if this.is_closed() {
+            return Err(PostError::Closed(task));
+        }
+        match bounded.reserve_until(deadline, || this.is_closed()) {
+            Reserve::Reserved => {
+                Sequence::push(this, task);
+                Ok(())
+            }
+            Reserve::TimedOut => {
+                bounded.add_rejected();
+                Err(PostError::Full(task))
+            }
+            Reserve::Closed => Err(PostError::Closed(task)),
+        }
+    }
+
+    /// The capacity, for a bounded sequence.
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        self.bounded.as_ref().map(|b| b.capacity())
+    }
+
+    /// Statistics: whether a worker runs the sequence's tasks now (set by the owner).
+    #[inline]
+    pub(crate) fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::Relaxed);
+    }
+
+    /// Statistics: `n` more tasks ran (once per batch, by the owner).
+    #[inline]
+    pub(crate) fn add_run(&self, n: u64) {
+        if n > 0 {
+            self.tasks_run.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Statistics: (running, tasks run, rejected for a full queue).
+    pub(crate) fn stats(&self) -> (usize, u64, u64) {
+        (
+            usize::from(self.running.load(Ordering::Relaxed)),
+            self.tasks_run.load(Ordering::Relaxed),
+            self.bounded.as_ref().map_or(0, |b| b.rejected()),
+        )
     }
 
     /// Access to the queue for one batch. Only the thread that owns the sequence (holds
     /// `SCHEDULED`) may call this: the queue has a single consumer.
     #[inline]
     pub(crate) fn consumer(&self) -> Consumer<'_> {
-        Consumer { queue: &self.queue, cursor: self.queue.cursor() }
+        Consumer {
+            queue: &self.queue,
+            cursor: self.queue.cursor(),
+            bounded: self.bounded.as_deref(),
+        }
     }
 
     /// Transition `release`: the owner's pop found no ready task; it gives the sequence up
@@ -170,6 +269,10 @@ impl Sequence {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let prev = self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        if let Some(bounded) = &self.bounded {
+            // Posters waiting for room give up: the runner is closed.
+            bounded.notify_waiters();
+        }
         if prev & (CLOSED | SCHEDULED) == 0 {
             // Idle: it has terminated right now.
             self.pool.notify_runner_event();
@@ -212,8 +315,14 @@ impl Sequence {
         self.name.as_deref().unwrap_or("sequence")
     }
 
+    /// Tasks queued and not yet started: exact on a bounded sequence (its capacity count);
+    /// otherwise the queue's positions, where the owner's position is written back at the end
+    /// of a batch, so tasks of the running batch may still be counted.
     pub(crate) fn queued(&self) -> usize {
-        self.queue.len()
+        match &self.bounded {
+            Some(bounded) => bounded.len(),
+            None => self.queue.len(),
+        }
     }
 }
 

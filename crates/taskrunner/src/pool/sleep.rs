@@ -165,12 +165,16 @@ impl Sleep {
         }
     }
 
-    /// Removes the worker from the sleepers if a waker has not done so already.
-    pub(crate) fn unregister_sleeper(&self, index: usize) {
+    /// Removes the worker from the sleepers if a waker has not done so already. Returns
+    /// false when a waker had: it picked this worker to run a source.
+    pub(crate) fn unregister_sleeper(&self, index: usize) -> bool {
         let mut idle = self.idle.lock();
         if let Some(pos) = idle.iter().position(|&i| i == index) {
             idle.swap_remove(pos);
             self.state.fetch_sub(SLEEPER, Ordering::AcqRel);
+            true
+        } else {
+            false
         }
     }
 

@@ -6,13 +6,18 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::parallel;
 use super::sequence::Consumer;
 use super::sleep::Registered;
-use super::{Release, Sequence, Shared, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED};
+use super::{
+    Parallel, Release, Sequence, Shared, SlotEnd, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED,
+};
 use crate::current;
 use crate::sync::atomic::Ordering;
 use crate::sync::{spin_hint, thread, thread_local, Arc};
-use crate::{Priority, RunnerHandle, SequencedTaskRunner, ShutdownBehavior, Task};
+use crate::{
+    ParallelTaskRunner, Priority, RunnerHandle, SequencedTaskRunner, ShutdownBehavior, Task,
+};
 
 /// How many tasks of one sequence a worker runs before it checks whether other sources wait.
 #[cfg(not(loom))]
@@ -157,11 +162,16 @@ impl Worker {
         let sleep = &self.shared.sleep;
         let registered = sleep.register_sleeper(self.index, was_spinning);
         if registered == Registered::ShuttingDown || self.shared.has_queued() {
-            sleep.unregister_sleeper(self.index);
+            if !sleep.unregister_sleeper(self.index) && registered == Registered::MayPark {
+                // A poster picked this worker for its source while the worker re-checked and
+                // found work anyway: it takes one source, so pass that wake-up on, or a
+                // second source could wait behind a task that blocks (sleep.rs).
+                let _ = sleep.notify_one();
+            }
             return;
         }
         sleep.park(self.index);
-        sleep.unregister_sleeper(self.index);
+        let _ = sleep.unregister_sleeper(self.index);
     }
 
     fn run_source(&mut self, source: Source) {
@@ -172,11 +182,18 @@ impl Worker {
     fn run_source_inner(&mut self, source: Source) {
         match source {
             Source::Sequence(sequence) => self.run_sequence(sequence),
+            Source::Parallel(parallel) => self.run_parallel(parallel),
             Source::Task(task, traits) => {
                 self.set_activity(traits.shutdown_behavior());
                 let closed = !self.shared.is_accepting();
                 if self.shared.tracker.should_run(traits.shutdown_behavior(), closed) {
-                    run_task(&self.shared, self.shared.name(), task);
+                    run_task_as(
+                        &self.shared,
+                        self.index,
+                        traits.shutdown_behavior(),
+                        self.shared.name(),
+                        task,
+                    );
                     self.add_ran(1);
                 } else {
                     skip_task(&self.shared, task);
@@ -195,21 +212,64 @@ impl Worker {
             RunnerHandle::sequenced(SequencedTaskRunner::from_sequence(sequence.clone())),
             Some(sequence.token()),
         );
+        sequence.set_running(true);
         loop {
             let (ran, end) = self.run_batch(&sequence, behavior);
             self.add_ran(ran);
+            sequence.add_run(ran);
             match end {
                 BatchEnd::Budget if self.shared.has_queued() => {
                     // Let waiting sources go first; the sequence stays scheduled.
+                    sequence.set_running(false);
                     self.shared.schedule(Source::Sequence(sequence), traits.priority());
                     break;
                 }
                 BatchEnd::Budget => continue,
-                BatchEnd::Empty => match sequence.release() {
-                    Release::Released => break,
-                    Release::Reacquired => continue,
-                },
+                BatchEnd::Empty => {
+                    sequence.set_running(false);
+                    match sequence.release() {
+                        Release::Released => break,
+                        Release::Reacquired => sequence.set_running(true),
+                    }
+                }
             }
+        }
+        self.clear_activity();
+    }
+
+    /// Runs one slot of a parallel runner (see `parallel.rs`): batches of its tasks until it
+    /// releases the slot or others sources wait.
+    fn run_parallel(&mut self, parallel: Arc<Parallel>) {
+        let behavior = parallel.traits().shutdown_behavior();
+        self.set_activity(behavior);
+        let _context = current::enter(
+            RunnerHandle::parallel(ParallelTaskRunner::from_parallel(parallel.clone())),
+            None,
+        );
+        let counters = parallel.counters();
+        counters.enter();
+        let shared = &*self.shared;
+        let index = self.index;
+        let end = loop {
+            let (ran, end) = Parallel::run_slot(&parallel, parallel::BATCH, |task| {
+                if shared.tracker.should_run(behavior, parallel.is_closed()) {
+                    run_task_as(shared, index, behavior, parallel.name(), task);
+                    true
+                } else {
+                    skip_task(shared, task);
+                    false
+                }
+            });
+            self.add_ran(ran);
+            counters.add_run(ran);
+            if end == SlotEnd::Released || self.shared.has_queued() {
+                break end;
+            }
+        };
+        counters.exit();
+        if end == SlotEnd::Budget {
+            let priority = parallel.traits().priority();
+            self.shared.schedule(Source::Parallel(parallel), priority);
         }
         self.clear_activity();
     }
@@ -246,7 +306,7 @@ impl Worker {
             };
             popped += 1;
             if self.shared.tracker.should_run(behavior, sequence.is_closed_for_owner()) {
-                run_task(&self.shared, sequence.name(), task);
+                run_task_as(&self.shared, self.index, behavior, sequence.name(), task);
                 ran += 1;
             } else {
                 skip_task(&self.shared, task);
@@ -264,12 +324,10 @@ impl Worker {
         }
     }
 
-    fn set_activity(&self, behavior: ShutdownBehavior) {
-        let activity = match behavior {
-            ShutdownBehavior::ContinueOnShutdown => RUNNING_CONTINUE,
-            _ => RUNNING_WAITED,
-        };
-        self.shared.workers[self.index].activity.store(activity, Ordering::Release);
+    /// Marks the worker busy with a source: shutdown waits for it. (Only the call of a
+    /// `ContinueOnShutdown` task itself is not waited for; see `run_task_as`.)
+    fn set_activity(&self, _behavior: ShutdownBehavior) {
+        self.shared.workers[self.index].activity.store(RUNNING_WAITED, Ordering::Release);
     }
 
     fn clear_activity(&self) {
@@ -291,6 +349,32 @@ impl Worker {
         exits.exited[self.index] = true;
         self.shared.exits_changed.notify_all();
     }
+}
+
+/// Runs one task of a runner with `behavior`. While a `ContinueOnShutdown` task runs, the
+/// worker is marked as not waited for by shutdown; before and after it (popping, skipping
+/// queued tasks) it is waited for, so every task dropped by shutdown is counted before the
+/// report is made.
+#[inline]
+fn run_task_as(
+    shared: &Shared,
+    index: usize,
+    behavior: ShutdownBehavior,
+    runner: &str,
+    task: Task,
+) {
+    if behavior != ShutdownBehavior::ContinueOnShutdown {
+        return run_task(shared, runner, task);
+    }
+    let activity = &shared.workers[index].activity;
+    activity.store(RUNNING_CONTINUE, Ordering::Release);
+    if !shared.is_accepting() {
+        // A shutdown waiting for this worker no longer needs to.
+        let _exits = shared.exits.lock();
+        shared.exits_changed.notify_all();
+    }
+    run_task(shared, runner, task);
+    activity.store(RUNNING_WAITED, Ordering::Release);
 }
 
 /// Runs one task, catching and reporting a panic.
@@ -322,6 +406,7 @@ pub(super) fn drain_source(shared: &Shared, source: Source) {
 fn drain_source_inner(shared: &Shared, source: Source) {
     match source {
         Source::Task(task, _) => skip_task(shared, task),
+        Source::Parallel(parallel) => Parallel::drain(&parallel, |task| skip_task(shared, task)),
         Source::Sequence(sequence) => loop {
             {
                 let mut consumer = sequence.consumer();

@@ -3,6 +3,7 @@
 
 mod loom_event_bus;
 mod loom_handle;
+mod loom_parallel;
 mod loom_queue;
 mod loom_sequence;
 mod loom_shutdown;
