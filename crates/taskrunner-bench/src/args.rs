@@ -18,7 +18,7 @@ FLAGS:
                           throughput,latency,memory,pingpong   [default: all]
     --writers LIST        comma-separated writer-thread counts   [default: 1,2,4,8,16]
     --reps N              repetitions of each throughput run, N >= 1   [default: 5]
-    --ops N               operations per throughput run, N >= 1   [default: 300000]
+    --ops N               operations per throughput run, N >= 1   [default: 1000000]
     --rate N              total paced rate of the latency writers, ops/s   [default: 200000]
     --workers N           threads of the taskrunner pool and the tokio runtime
                           [default: available parallelism]
@@ -179,12 +179,12 @@ where
             quick,
             sections: secs.unwrap_or(all),
             writers: ws.unwrap_or_else(|| vec![1, 2, 4, 8, 16]),
-            reps: reps.unwrap_or(2),
-            ops: ops.unwrap_or(20_000),
-            latency_ops: 20_000,
+            reps: reps.unwrap_or(3),
+            ops: ops.unwrap_or(100_000),
+            latency_ops: 60_000,
             latency_writers: 8,
             rate: rate.unwrap_or(200_000),
-            rounds: 2_000,
+            rounds: 10_000,
             idle_runners: 1_000,
             memory_posts: 10_000,
             workers: workers.unwrap_or(default_workers),
@@ -196,11 +196,11 @@ where
             sections: secs.unwrap_or(all),
             writers: ws.unwrap_or_else(|| vec![1, 2, 4, 8, 16]),
             reps: reps.unwrap_or(5),
-            ops: ops.unwrap_or(300_000),
-            latency_ops: 400_000,
+            ops: ops.unwrap_or(1_000_000),
+            latency_ops: 1_000_000,
             latency_writers: 8,
             rate: rate.unwrap_or(200_000),
-            rounds: 50_000,
+            rounds: 100_000,
             idle_runners: 10_000,
             memory_posts: 100_000,
             workers: workers.unwrap_or(default_workers),
