@@ -51,7 +51,7 @@ impl SequencedTaskRunner {
     pub(crate) fn new(
         pool: Arc<Shared>,
         traits: TaskTraits,
-        name: Option<Arc<str>>,
+        name: Option<std::sync::Arc<str>>,
     ) -> SequencedTaskRunner {
         SequencedTaskRunner { sequence: Arc::new(Sequence::new(pool, traits, name)) }
     }
@@ -177,7 +177,7 @@ impl TaskRunner for SequencedTaskRunner {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct SequencedRunnerBuilder {
     pool: Arc<Shared>,
-    name: Option<Arc<str>>,
+    name: Option<std::sync::Arc<str>>,
     traits: TaskTraits,
 }
 
@@ -197,7 +197,7 @@ impl SequencedRunnerBuilder {
 
     /// The runner's name, shown in panic reports.
     pub fn name(mut self, name: impl AsRef<str>) -> Self {
-        self.name = Some(Arc::from(name.as_ref()));
+        self.name = Some(std::sync::Arc::from(name.as_ref()));
         self
     }
 

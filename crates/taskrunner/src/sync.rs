@@ -96,3 +96,35 @@ impl Condvar {
         self.0.notify_all();
     }
 }
+
+/// An unbounded MPMC FIFO queue: crossbeam's `SegQueue` normally, and under loom a mutex over
+/// a `VecDeque`, so the model sees the happens-before edge every push/pop pair provides.
+#[cfg(not(loom))]
+pub(crate) type Queue<T> = crossbeam_queue::SegQueue<T>;
+
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct Queue<T>(Mutex<std::collections::VecDeque<T>>);
+
+#[cfg(loom)]
+impl<T> Queue<T> {
+    pub(crate) fn new() -> Self {
+        Queue(Mutex::new(std::collections::VecDeque::new()))
+    }
+
+    pub(crate) fn push(&self, value: T) {
+        self.0.lock().push_back(value);
+    }
+
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.0.lock().pop_front()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.lock().is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+}

@@ -12,12 +12,12 @@ use std::panic::Location;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::SegQueue;
+
 use crossbeam_utils::CachePadded;
 
 use crate::error::panic_message;
 use crate::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use crate::sync::{thread, Arc, Condvar, Mutex};
+use crate::sync::{thread, Arc, Condvar, Mutex, Queue};
 use crate::{BuildError, PostError, Priority, SequencedTaskRunner, Task, TaskRunner, TaskTraits};
 
 pub(crate) use sequence::{Release, Sequence};
@@ -92,8 +92,8 @@ struct Exits {
 /// State shared by the workers, the runners and the pool handles.
 pub(crate) struct Shared {
     id: u64,
-    name: Arc<str>,
-    queues: [SegQueue<Source>; Priority::COUNT],
+    name: std::sync::Arc<str>,
+    queues: [Queue<Source>; Priority::COUNT],
     sleep: Sleep,
     tracker: Tracker,
     workers: Box<[CachePadded<WorkerSlot>]>,
@@ -116,7 +116,7 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub(crate) fn name(&self) -> &Arc<str> {
+    pub(crate) fn name(&self) -> &std::sync::Arc<str> {
         &self.name
     }
 
@@ -472,8 +472,8 @@ impl ThreadPoolBuilder {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let shared = Arc::new(Shared {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            name: Arc::from(self.name.as_str()),
-            queues: [SegQueue::new(), SegQueue::new(), SegQueue::new()],
+            name: std::sync::Arc::from(self.name.as_str()),
+            queues: [Queue::new(), Queue::new(), Queue::new()],
             sleep: Sleep::new(workers),
             tracker: Tracker::new(),
             workers: (0..workers).map(|_| CachePadded::new(WorkerSlot::default())).collect(),

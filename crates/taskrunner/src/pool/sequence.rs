@@ -29,7 +29,7 @@
 
 use crate::current::SequenceToken;
 use crate::sync::atomic::{AtomicUsize, Ordering};
-use crate::sync::Arc;
+use crate::sync::{Arc, Queue};
 use crate::{PostError, Task, TaskTraits};
 
 use super::{Shared, Source};
@@ -48,11 +48,11 @@ pub(crate) enum Release {
 
 pub(crate) struct Sequence {
     state: AtomicUsize,
-    queue: crossbeam_queue::SegQueue<Task>,
+    queue: Queue<Task>,
     pool: Arc<Shared>,
     traits: TaskTraits,
     token: SequenceToken,
-    name: Option<Arc<str>>,
+    name: Option<std::sync::Arc<str>>,
 }
 
 impl std::fmt::Debug for Sequence {
@@ -66,10 +66,10 @@ impl std::fmt::Debug for Sequence {
 }
 
 impl Sequence {
-    pub(crate) fn new(pool: Arc<Shared>, traits: TaskTraits, name: Option<Arc<str>>) -> Sequence {
+    pub(crate) fn new(pool: Arc<Shared>, traits: TaskTraits, name: Option<std::sync::Arc<str>>) -> Sequence {
         Sequence {
             state: AtomicUsize::new(0),
-            queue: crossbeam_queue::SegQueue::new(),
+            queue: Queue::new(),
             pool,
             traits,
             token: SequenceToken::next(),
