@@ -50,13 +50,14 @@ fn main() -> ExitCode {
         format!("cargo run --release -p taskrunner-bench -- {}", raw.join(" "))
     };
 
+    let machine = machine();
     let started = Instant::now();
     let mut progress = Progress::new(&config, started);
     let results = run(&config, &mut progress);
     progress.finish();
     let wall = started.elapsed();
 
-    let text = report::render(&config, &results, &command, &machine(), wall);
+    let text = report::render(&config, &results, &command, &machine, wall);
     println!("{text}");
     if let Err(e) = write_files(&config, &results, &text) {
         eprintln!("error: could not write the report: {e}");
@@ -191,7 +192,8 @@ fn default_out_dir() -> PathBuf {
     target.join("taskrunner-bench")
 }
 
-/// A short description of the machine: logical CPUs, CPU model, memory.
+/// A short description of the machine: logical CPUs, CPU model, memory, and the load
+/// average (other work on a shared machine is the main source of noise).
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let read = |path| std::fs::read_to_string(path).unwrap_or_default();
@@ -205,8 +207,11 @@ fn machine() -> String {
         .find(|l| l.starts_with("MemTotal"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map_or("unknown memory".to_string(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0));
+    let load = read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    let load =
+        if load.is_empty() { String::new() } else { format!("; load average at start {load}") };
     format!(
-        "{cpus} logical CPUs, {model}, {mem}, {} {}",
+        "{cpus} logical CPUs, {model}, {mem}, {} {}{load}",
         std::env::consts::OS,
         std::env::consts::ARCH
     )

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::Throughput;
+use crate::report::{stats, Throughput};
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 440.0;
@@ -14,12 +14,14 @@ const COLORS: [&str; 8] =
     ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
 /// Renders the plot; writer counts are spaced evenly on the x axis (1, 2, 4, 8, 16 is a log
-/// scale), M ops/s on a log10 y axis with 1–2–5 grid lines.
+/// scale), M ops/s on a log10 y axis with 1–2–5 grid lines; each median has a faint whisker
+/// spanning the min–max of its repetitions.
 pub(crate) fn render(t: &Throughput) -> String {
     let medians: Vec<Vec<Option<f64>>> = (0..t.variants.len())
         .map(|v| (0..t.writers.len()).map(|w| t.median(v, w).filter(|m| *m > 0.0)).collect())
         .collect();
-    let all: Vec<f64> = medians.iter().flatten().flatten().copied().collect();
+    let all: Vec<f64> =
+        t.samples.iter().flatten().flatten().copied().filter(|m| *m > 0.0).collect();
     let lo = all.iter().copied().fold(f64::MAX, f64::min);
     let hi = all.iter().copied().fold(f64::MIN, f64::max);
     let (lo, hi) = if all.is_empty() { (0.1, 10.0) } else { (lo, hi) };
@@ -115,6 +117,18 @@ pub(crate) fn render(t: &Throughput) -> String {
         );
         for (a, b) in &points {
             let _ = writeln!(s, r#"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"#);
+        }
+        // Whiskers: the min–max range of the repetitions at each writer count.
+        for (i, samples) in t.samples[v].iter().enumerate() {
+            if let Some((_, min, max)) = stats(samples).filter(|s| s.1 > 0.0) {
+                let xx = x(i) + 3.0 * (v as f64 - (t.variants.len() as f64 - 1.0) / 2.0);
+                let _ = writeln!(
+                    s,
+                    r#"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="{color}" stroke-opacity="0.5"/>"#,
+                    y(min.max(y_min)),
+                    y(max.min(y_max))
+                );
+            }
         }
         let ly = TOP + 10.0 + 20.0 * v as f64;
         let lx = LEFT + plot_w + 15.0;
