@@ -32,6 +32,9 @@ pub(crate) struct LatencySummary {
     pub(crate) p999: f64,
     /// Largest value seen.
     pub(crate) max: f64,
+    /// The 99th percentile of each repetition on its own: one stalled repetition can own the
+    /// tail of the merged histogram, and this shows whether it did.
+    pub(crate) p99_per_rep: Vec<f64>,
 }
 
 /// A histogram of nanoseconds, from 1 ns to 60 s at three significant digits.
@@ -115,7 +118,12 @@ pub(crate) fn run(
 }
 
 /// Summarises a (merged) histogram.
-pub(crate) fn summarise(variant: Variant, h: &Histogram<u64>, posting: Duration) -> LatencySummary {
+pub(crate) fn summarise(
+    variant: Variant,
+    h: &Histogram<u64>,
+    posting: Duration,
+    p99_per_rep: Vec<f64>,
+) -> LatencySummary {
     let us = |ns: u64| ns as f64 / 1000.0;
     LatencySummary {
         variant,
@@ -126,6 +134,7 @@ pub(crate) fn summarise(variant: Variant, h: &Histogram<u64>, posting: Duration)
         p99: us(h.value_at_quantile(0.99)),
         p999: us(h.value_at_quantile(0.999)),
         max: us(h.max()),
+        p99_per_rep,
     }
 }
 

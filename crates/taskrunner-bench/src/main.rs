@@ -124,7 +124,7 @@ fn latency(
 ) -> Vec<latency::LatencySummary> {
     let executors = Variant::EXECUTORS;
     let mut merged: Vec<_> =
-        executors.iter().map(|_| (latency::histogram(), Duration::ZERO)).collect();
+        executors.iter().map(|_| (latency::histogram(), Duration::ZERO, Vec::new())).collect();
     let per_rep = (config.latency_ops / config.reps as u64).max(1);
     for rep in 0..config.reps {
         for (i, variant) in executors.iter().enumerate() {
@@ -141,6 +141,7 @@ fn latency(
                         errors.push(format!("latency {}: {e:?}", variant.name()));
                     }
                     merged[i].1 += posting;
+                    merged[i].2.push(h.value_at_quantile(0.99) as f64 / 1000.0);
                 }
                 Err(e) => errors.push(format!("latency {}: {e}", variant.name())),
             }
@@ -149,7 +150,7 @@ fn latency(
     executors
         .iter()
         .zip(&merged)
-        .map(|(v, (h, posting))| latency::summarise(*v, h, *posting))
+        .map(|(v, (h, posting, p99s))| latency::summarise(*v, h, *posting, p99s.clone()))
         .collect()
 }
 

@@ -139,7 +139,8 @@ fn throughput(out: &mut String, config: &Config, t: &Throughput) {
         out,
         "## Throughput\n\nM ops/s, median (min–max) of {} repetitions, {} operations per run split \
          across the writer threads; a run ends when every operation has executed and the state \
-         checks out.\n",
+         checks out. The sequence's tasks reach the state through a pointer that only they \
+         use (what `SequenceBound<T>` is for), without a lock.\n",
         config.reps, config.ops
     );
     header(out, "writers", &names);
@@ -185,11 +186,28 @@ fn latency(out: &mut String, config: &Config, rows: &[LatencySummary]) {
          operations per executor over {} repetitions (histograms merged); µs.\n",
         config.latency_writers, config.rate, config.latency_ops, config.reps
     );
-    header(out, "executor", &["ops", "reached ops/s", "p50", "p90", "p99", "p99.9", "max"]);
+    header(
+        out,
+        "executor",
+        &[
+            "ops",
+            "reached ops/s",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "p99 of each rep: median (min–max)",
+        ],
+    );
     for r in rows {
+        let per_rep = match stats(&r.p99_per_rep) {
+            Some((med, min, max)) => format!("{} ({}–{})", num(med), num(min), num(max)),
+            None => "–".to_string(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {per_rep} |",
             r.variant.name(),
             r.count,
             r.achieved_rate,
