@@ -177,3 +177,18 @@ where
     })?;
     Ok(last - first)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_executor_records_every_operation() {
+        for v in Variant::EXECUTORS {
+            let (h, _) =
+                run(v, 3, 200, 1_000_000, 2).unwrap_or_else(|e| panic!("{}: {e}", v.name()));
+            assert_eq!(h.len(), 200, "{}", v.name());
+        }
+        assert!(run(Variant::ParkingLot, 1, 1, 1, 1).is_err());
+    }
+}

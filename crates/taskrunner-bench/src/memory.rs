@@ -338,3 +338,15 @@ fn tokio(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, String
         queued_bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_memory_run_completes_and_checks_its_state() {
+        let rows = measure(10, 200, 2).expect("memory runs");
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().any(|r| r.name == Variant::Sequence.name()));
+    }
+}
