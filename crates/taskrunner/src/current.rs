@@ -3,6 +3,9 @@
 //! A worker sets the context once per batch of a sequence's tasks, not once per task, and
 //! clears it afterwards (a guard restores the previous value even if a task panics).
 
+// loom's `thread_local!` has no `const { .. }` form, and the models need loom's.
+#![allow(clippy::missing_const_for_thread_local)]
+
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering as StdOrdering};
 

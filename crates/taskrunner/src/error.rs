@@ -99,7 +99,10 @@ impl TaskError {
         TaskError { kind }
     }
 
-    pub(crate) fn panicked(payload: &(dyn Any + Send), location: &'static Location<'static>) -> Self {
+    pub(crate) fn panicked(
+        payload: &(dyn Any + Send),
+        location: &'static Location<'static>,
+    ) -> Self {
         TaskError::new(TaskErrorKind::Panicked { message: panic_message(payload), location })
     }
 
@@ -197,7 +200,9 @@ pub enum WaitError {
 impl fmt::Display for WaitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            WaitError::WouldDeadlock => "waiting from inside the runner's own sequence would deadlock",
+            WaitError::WouldDeadlock => {
+                "waiting from inside the runner's own sequence would deadlock"
+            }
             WaitError::Timeout => "timed out",
             WaitError::ShutDown => "the runner shut down",
         })

@@ -79,6 +79,7 @@
 #![deny(unsafe_code)]
 #![warn(rust_2018_idioms)]
 
+mod closure;
 mod current;
 mod error;
 mod handle;

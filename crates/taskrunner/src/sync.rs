@@ -14,9 +14,9 @@
 mod imp {
     pub(crate) use loom::sync::atomic;
     pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::sync::{Condvar as RawCondvar, Mutex as RawMutex, MutexGuard};
     pub(crate) use loom::thread;
     pub(crate) use loom::thread_local;
-    pub(crate) use loom::sync::{Condvar as RawCondvar, Mutex as RawMutex, MutexGuard};
 
     /// Under loom, spinning is replaced by a yield so the model can make progress.
     #[inline]
@@ -29,9 +29,9 @@ mod imp {
 mod imp {
     pub(crate) use std::sync::atomic;
     pub(crate) use std::sync::Arc;
+    pub(crate) use std::sync::{Condvar as RawCondvar, Mutex as RawMutex, MutexGuard};
     pub(crate) use std::thread;
     pub(crate) use std::thread_local;
-    pub(crate) use std::sync::{Condvar as RawCondvar, Mutex as RawMutex, MutexGuard};
 
     #[inline]
     pub(crate) fn spin_hint() {

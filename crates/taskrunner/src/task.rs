@@ -3,14 +3,19 @@
 use std::fmt;
 use std::panic::Location;
 
+use crate::closure::SmallFn;
+
 /// A unit of work: a closure to run once, and the place it was posted from.
 ///
 /// Runners take `Task`s through [`TaskRunner::post_task`](crate::TaskRunner::post_task); the
 /// helpers of [`TaskRunnerExt`](crate::TaskRunnerExt) build them for you and record the caller's
 /// location with `#[track_caller]`. A rejected post hands its `Task` back inside the
 /// [`PostError`](crate::PostError), so the caller may run it elsewhere or drop it.
+///
+/// A closure that captures at most 48 bytes is stored inside the `Task` (64 bytes in all), so
+/// posting it allocates nothing; a larger one is boxed.
 pub struct Task {
-    f: Box<dyn FnOnce() + Send + 'static>,
+    f: SmallFn,
     location: &'static Location<'static>,
 }
 
@@ -30,7 +35,7 @@ impl Task {
     where
         F: FnOnce() + Send + 'static,
     {
-        Task { f: Box::new(f), location }
+        Task { f: SmallFn::new(f), location }
     }
 
     /// Where the task was posted from.
@@ -40,7 +45,7 @@ impl Task {
 
     /// Runs the task on the current thread.
     pub fn run(self) {
-        (self.f)()
+        self.f.call()
     }
 }
 
@@ -80,7 +85,6 @@ impl Priority {
             Priority::UserBlocking => 2,
         }
     }
-
 }
 
 /// What happens to a runner's tasks when its pool (or the runner itself) shuts down.
@@ -151,5 +155,15 @@ impl TaskTraits {
     /// The shutdown behaviour.
     pub const fn shutdown_behavior(&self) -> ShutdownBehavior {
         self.shutdown_behavior
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Task>(), 64);
     }
 }

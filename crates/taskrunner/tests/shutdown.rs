@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskrunner::{
-    SequencedTaskRunner, ShutdownBehavior, TaskRunner, TaskRunnerExt, TaskTraits, ThreadPool,
-    WaitError,
+    SequencedTaskRunner, ShutdownBehavior, TaskRunnerExt, TaskTraits, ThreadPool, WaitError,
 };
 
 const LONG: Duration = Duration::from_secs(30);

@@ -72,8 +72,7 @@ fn sixteen_producers_one_sequence() {
 #[test]
 fn many_sequences_many_producers() {
     let pool = ThreadPool::builder().workers(4).build().unwrap();
-    let sequences: Vec<_> =
-        (0..32).map(|_| pool.sequenced_runner(TaskTraits::default())).collect();
+    let sequences: Vec<_> = (0..32).map(|_| pool.sequenced_runner(TaskTraits::default())).collect();
     let counters: Arc<Vec<AtomicU64>> = Arc::new((0..32).map(|_| AtomicU64::new(0)).collect());
     let producers: Vec<_> = (0..8)
         .map(|_| {

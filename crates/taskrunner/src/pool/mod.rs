@@ -12,7 +12,6 @@ use std::panic::Location;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-
 use crossbeam_utils::CachePadded;
 
 use crate::error::panic_message;
@@ -448,10 +447,7 @@ impl ThreadPoolBuilder {
     /// name, the message and the posted-from location. The default writes one line to stderr.
     /// (The process-wide panic hook of the standard library still runs first, as for any
     /// panic; replace it with `std::panic::set_hook` to silence it.)
-    pub fn panic_handler(
-        mut self,
-        f: impl Fn(&PanicReport<'_>) + Send + Sync + 'static,
-    ) -> Self {
+    pub fn panic_handler(mut self, f: impl Fn(&PanicReport<'_>) + Send + Sync + 'static) -> Self {
         self.panic_handler = Some(Box::new(f));
         self
     }
@@ -507,7 +503,9 @@ impl ThreadPoolBuilder {
                     }
                     let pool = ThreadPool { owner: Arc::new(Owner { shared }) };
                     pool.shutdown();
-                    return Err(BuildError::new(format!("failed to spawn a worker thread: {error}")));
+                    return Err(BuildError::new(format!(
+                        "failed to spawn a worker thread: {error}"
+                    )));
                 }
             }
         }

@@ -66,7 +66,11 @@ impl std::fmt::Debug for Sequence {
 }
 
 impl Sequence {
-    pub(crate) fn new(pool: Arc<Shared>, traits: TaskTraits, name: Option<std::sync::Arc<str>>) -> Sequence {
+    pub(crate) fn new(
+        pool: Arc<Shared>,
+        traits: TaskTraits,
+        name: Option<std::sync::Arc<str>>,
+    ) -> Sequence {
         Sequence {
             state: AtomicUsize::new(0),
             queue: Queue::new(),

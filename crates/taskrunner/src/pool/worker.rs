@@ -1,5 +1,8 @@
 //! A worker thread: find a source, run it, spin briefly, park. See `README.md`.
 
+// loom's `thread_local!` has no `const { .. }` form, and the models need loom's.
+#![allow(clippy::missing_const_for_thread_local)]
+
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

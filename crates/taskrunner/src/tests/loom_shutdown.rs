@@ -8,8 +8,7 @@ use crate::{ShutdownBehavior, TaskRunnerExt, TaskTraits, ThreadPool};
 fn post_racing_shutdown(behavior: ShutdownBehavior) {
     super::model(move || {
         let pool = ThreadPool::builder().workers(1).build().unwrap();
-        let seq =
-            pool.sequenced_runner(TaskTraits::default().with_shutdown_behavior(behavior));
+        let seq = pool.sequenced_runner(TaskTraits::default().with_shutdown_behavior(behavior));
         let ran = Arc::new(AtomicUsize::new(0));
 
         let poster = {
@@ -29,7 +28,11 @@ fn post_racing_shutdown(behavior: ShutdownBehavior) {
         assert!(first.skipped() <= last.skipped());
         let ran = ran.load(Ordering::Relaxed);
         let skipped = last.skipped() as usize;
-        assert_eq!(ran + returned + skipped, 1, "ran {ran}, returned {returned}, skipped {skipped}");
+        assert_eq!(
+            ran + returned + skipped,
+            1,
+            "ran {ran}, returned {returned}, skipped {skipped}"
+        );
     });
 }
 
