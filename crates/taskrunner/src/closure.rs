@@ -67,6 +67,7 @@ impl SmallFn {
     }
 
     /// Whether a closure of type `F` is stored inline (no heap allocation).
+    #[cfg(all(test, not(loom)))]
     pub(crate) const fn stores_inline<F>() -> bool {
         fits::<F>()
     }
@@ -136,9 +137,15 @@ mod tests {
         fn inline<F: FnOnce()>(_: &F) -> bool {
             SmallFn::stores_inline::<F>()
         }
-        assert!(inline(&move || { std::hint::black_box(small); }));
-        assert!(!inline(&move || { std::hint::black_box(large); }));
-        assert!(!inline(&move || { std::hint::black_box(aligned); }));
+        assert!(inline(&move || {
+            std::hint::black_box(small);
+        }));
+        assert!(!inline(&move || {
+            std::hint::black_box(large);
+        }));
+        assert!(!inline(&move || {
+            std::hint::black_box(aligned);
+        }));
         assert!(inline(&|| {}));
     }
 

@@ -26,13 +26,21 @@ pub enum PostError {
     Closed(Task),
     /// The runner's queue is at capacity.
     Full(Task),
+    /// A reply was asked for with
+    /// [`post_and_reply`](crate::TaskRunnerExt::post_and_reply) from a thread that is not
+    /// running a task of any runner, so there is no runner to reply on. Nothing was posted; the
+    /// handed-back task runs the task and then its reply, both wherever it is run. Use
+    /// [`post_and_reply_to`](crate::TaskRunnerExt::post_and_reply_to) to name the reply runner.
+    NoCurrentRunner(Task),
 }
 
 impl PostError {
     /// The rejected task.
     pub fn into_task(self) -> Task {
         match self {
-            PostError::Closed(task) | PostError::Full(task) => task,
+            PostError::Closed(task) | PostError::Full(task) | PostError::NoCurrentRunner(task) => {
+                task
+            }
         }
     }
 
@@ -46,10 +54,17 @@ impl PostError {
         matches!(self, PostError::Full(_))
     }
 
+    /// Whether the post asked for a reply on the current runner, and there was none.
+    pub fn is_no_current_runner(&self) -> bool {
+        matches!(self, PostError::NoCurrentRunner(_))
+    }
+
     /// Where the rejected task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
         match self {
-            PostError::Closed(task) | PostError::Full(task) => task.location(),
+            PostError::Closed(task) | PostError::Full(task) | PostError::NoCurrentRunner(task) => {
+                task.location()
+            }
         }
     }
 }
@@ -59,6 +74,9 @@ impl fmt::Debug for PostError {
         match self {
             PostError::Closed(task) => f.debug_tuple("Closed").field(task).finish(),
             PostError::Full(task) => f.debug_tuple("Full").field(task).finish(),
+            PostError::NoCurrentRunner(task) => {
+                f.debug_tuple("NoCurrentRunner").field(task).finish()
+            }
         }
     }
 }
@@ -72,6 +90,11 @@ impl fmt::Display for PostError {
             PostError::Full(task) => {
                 write!(f, "task posted from {} rejected: runner queue is full", task.location())
             }
+            PostError::NoCurrentRunner(task) => write!(
+                f,
+                "task posted from {} rejected: no current runner to reply on",
+                task.location()
+            ),
         }
     }
 }

@@ -62,6 +62,33 @@
 //! assert_eq!(result.join().unwrap(), Err(WaitError::WouldDeadlock));
 //! ```
 //!
+//! State that belongs to a sequence is best held in a [`SequenceBound`], which makes the
+//! sequence the only place the value can be reached; work handed to another runner can answer
+//! with a reply on the caller's own sequence:
+//!
+//! ```
+//! use std::sync::mpsc;
+//! use taskrunner::{SequenceBound, TaskRunnerExt, TaskTraits, ThreadPool};
+//!
+//! let pool = ThreadPool::builder().workers(2).build()?;
+//! let seq = pool.sequenced_runner(TaskTraits::default());
+//! let counter = SequenceBound::new(&seq, || 0u64);   // instead of Arc<Mutex<u64>>
+//! counter.post(|n| *n += 1)?;
+//! assert_eq!(counter.call(|n| *n)?.join()?, 1);
+//!
+//! let io = pool.sequenced_runner(TaskTraits::default());
+//! let (tx, rx) = mpsc::channel();
+//! seq.post(move || {
+//!     io.post_and_reply(|| 6 * 7, move |n| tx.send(n).unwrap()).unwrap(); // reply on `seq`
+//! })?;
+//! assert_eq!(rx.recv()?, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The guide to these patterns, and to the cases where a sequence is the wrong tool, is the
+//! [`patterns`] module (`docs/PATTERNS.md` in the repository); every pattern also has a
+//! self-checking program in `examples/`.
+//!
 //! # Where things are
 //!
 //! - [`ThreadPool`], [`ThreadPoolBuilder`], [`global`], [`ShutdownReport`]: the pool.
@@ -71,6 +98,9 @@
 //! - [`TaskHandle`]: a task's result, blocking or `.await`. [`TaskError`], [`PostError`],
 //!   [`WaitError`], [`BuildError`]: what can go wrong.
 //! - [`current_runner`], [`SequenceToken`]: where the current task runs.
+//! - [`SequenceBound`] ([`SequencedRunner`]): a value owned by a sequence.
+//!   [`TaskRunnerExt::post_and_reply`]: task and reply. [`EventBus`]: typed publish/subscribe.
+//! - [`patterns`]: the guide.
 //!
 //! Internals: `pool/` holds the workers, the sequence state machine, sleep and wake and the
 //! shutdown tracker; its `README.md` writes the protocols down. `sync` selects `std` or `loom`
@@ -82,9 +112,12 @@
 mod closure;
 mod current;
 mod error;
+mod event_bus;
 mod handle;
 mod pool;
+mod reply;
 mod runner;
+mod sequence_bound;
 mod sequenced;
 mod sync;
 mod task;
@@ -92,12 +125,17 @@ mod task;
 #[cfg(all(test, loom))]
 mod tests;
 
+#[doc = include_str!("../../../docs/PATTERNS.md")]
+pub mod patterns {}
+
 pub use crate::current::{current_runner, SequenceToken};
 pub use crate::error::{BuildError, PostError, TaskError, WaitError};
+pub use crate::event_bus::{EventBus, PublishError, SubscribeError, SubscriptionId};
 pub use crate::handle::TaskHandle;
 pub use crate::pool::{
     global, sequenced_runner, PanicReport, ShutdownReport, ThreadPool, ThreadPoolBuilder,
 };
-pub use crate::runner::{RunnerHandle, TaskRunner, TaskRunnerExt};
+pub use crate::runner::{RunnerHandle, SequencedRunner, TaskRunner, TaskRunnerExt};
+pub use crate::sequence_bound::SequenceBound;
 pub use crate::sequenced::{SequencedRunnerBuilder, SequencedTaskRunner};
 pub use crate::task::{Priority, ShutdownBehavior, Task, TaskTraits};

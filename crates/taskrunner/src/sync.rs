@@ -128,3 +128,47 @@ impl<T> Queue<T> {
         self.0.lock().len()
     }
 }
+
+/// `UnsafeCell` with loom's closure API (`with`/`with_mut`), so loom can check that accesses
+/// to the cell never race.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Exponential backoff for spin-waits. Under loom every step yields to the model scheduler.
+#[cfg(not(loom))]
+pub(crate) use crossbeam_utils::Backoff;
+
+#[cfg(loom)]
+#[derive(Debug, Default)]
+pub(crate) struct Backoff;
+
+#[cfg(loom)]
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Backoff
+    }
+
+    pub(crate) fn spin(&self) {
+        loom::thread::yield_now();
+    }
+
+    pub(crate) fn snooze(&self) {
+        loom::thread::yield_now();
+    }
+}

@@ -2,6 +2,7 @@
 //!
 //! The protocols are written down in `README.md` beside this file.
 
+pub(crate) mod queue;
 mod sequence;
 mod sleep;
 mod tracker;

@@ -7,48 +7,57 @@
 //! ```text
 //!   bit 0  SCHEDULED  the pool owns the sequence: it is in a pool queue or a worker runs it
 //!   bit 1  CLOSED     the runner was shut down: posts are rejected
+//!   bit 2  NOTIFIED   a post completed since the owner last looked
 //!
-//!   IDLE ──post: push task, then fetch_or(SCHEDULED) saw 0──▶ SCHEDULED   (poster enqueues it)
-//!   SCHEDULED ──post: fetch_or saw SCHEDULED──▶ SCHEDULED                (nothing to do)
-//!   SCHEDULED ──release: queue looked empty, fetch_and(!SCHEDULED)──▶ IDLE
-//!                └─ then re-check the queue; if a task is there, fetch_or(SCHEDULED):
-//!                   saw 0 → the worker owns it again; saw SCHEDULED → a poster took it
-//!   any ──close: fetch_or(CLOSED)──▶ CLOSED set (queued tasks run or are dropped by behaviour)
+//!   post:    push the task (claim a slot, write it, mark it ready), then
+//!            fetch_or(SCHEDULED | NOTIFIED); if SCHEDULED was clear, enqueue the sequence
+//!   release: the owner's pop found no ready task:
+//!            fetch_and(!NOTIFIED); if NOTIFIED was set → pop again (Reacquired)
+//!            else CAS(SCHEDULED → clear), failing if anything changed → pop again
+//!   close:   fetch_or(CLOSED) (queued tasks run or are dropped by behaviour)
 //! ```
 //!
-//! Why no wake-up is lost: a poster pushes its task *before* its `fetch_or`, and a worker
-//! re-checks the queue *after* its `fetch_and`. Both are RMWs on one word, so one comes first.
-//! If the poster's comes first it saw SCHEDULED and did nothing, but the worker's later RMW
-//! acquires it, so the re-check sees the task. If the worker's comes first, the poster sees the
-//! bit clear and schedules the sequence itself.
+//! Why no task is stranded: a poster marks its slot ready *before* its `fetch_or`, and the
+//! owner gives the sequence up only with a CAS that fails if `NOTIFIED` was set after the
+//! owner's `fetch_and` consumed it. Take any post P. If P's `fetch_or` comes before the owner's
+//! `fetch_and`, that RMW acquires P's release, so the owner's next pop sees P's slot ready. If
+//! it comes between the `fetch_and` and the CAS, the CAS fails and the owner pops again. If it
+//! comes after the CAS, P sees `SCHEDULED` clear and schedules the sequence itself.
+//!
+//! The owner never waits for a poster: a slot claimed but not yet written (its poster was
+//! descheduled mid-push) simply ends the batch; that poster's `fetch_or` comes later and
+//! schedules the sequence again. Tasks stay in claim order, so a task written after the slow
+//! one waits behind it, as FIFO requires.
 //!
 //! Why two tasks never overlap: only the thread that moved SCHEDULED from 0 to 1 owns the
-//! sequence, and it gives ownership up only by clearing the bit (or by handing the sequence to
-//! the pool queue, which the next worker takes with acquire ordering). Each task therefore
-//! happens-before the next.
+//! sequence (only the owner pops: the queue has one consumer), and it gives ownership up only
+//! by clearing the bit or by handing the sequence to a pool queue, which the next worker takes
+//! with acquire ordering. Each task therefore happens-before the next.
 
 use crate::current::SequenceToken;
 use crate::sync::atomic::{AtomicUsize, Ordering};
-use crate::sync::{Arc, Queue};
+use crate::sync::Arc;
 use crate::{PostError, Task, TaskTraits};
 
+use super::queue::TaskQueue;
 use super::{Shared, Source};
 
 const SCHEDULED: usize = 1;
 const CLOSED: usize = 2;
+const NOTIFIED: usize = 4;
 
 /// What a worker does after [`Sequence::release`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Release {
-    /// The sequence is idle (or another thread scheduled it): the worker is done with it.
+    /// The sequence is idle: the worker is done with it.
     Released,
-    /// A task arrived during the release and the worker owns the sequence again.
+    /// A post completed meanwhile: the worker still owns the sequence and pops again.
     Reacquired,
 }
 
 pub(crate) struct Sequence {
     state: AtomicUsize,
-    queue: Queue<Task>,
+    queue: TaskQueue,
     pool: Arc<Shared>,
     traits: TaskTraits,
     token: SequenceToken,
@@ -73,7 +82,7 @@ impl Sequence {
     ) -> Sequence {
         Sequence {
             state: AtomicUsize::new(0),
-            queue: Queue::new(),
+            queue: TaskQueue::new(),
             pool,
             traits,
             token: SequenceToken::next(),
@@ -88,33 +97,42 @@ impl Sequence {
             return Err(PostError::Closed(task));
         }
         this.queue.push(task);
-        if this.state.fetch_or(SCHEDULED, Ordering::AcqRel) & SCHEDULED == 0 {
+        if this.state.fetch_or(SCHEDULED | NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
             this.pool.schedule(Source::Sequence(this.clone()), this.traits.priority());
         }
         Ok(())
     }
 
-    /// The next task, for the worker that owns the sequence.
+    /// The next task. Only the thread that owns the sequence (holds `SCHEDULED`) may call
+    /// this: the queue has a single consumer.
     #[inline]
     pub(crate) fn pop(&self) -> Option<Task> {
         self.queue.pop()
     }
 
-    /// Transition `release`: the owner found the queue empty and gives the sequence up.
+    /// Whether the head task is ready to pop. Owner only (like `pop`).
+    #[inline]
+    pub(crate) fn has_ready_task(&self) -> bool {
+        self.queue.head_is_ready()
+    }
+
+    /// Transition `release`: the owner's pop found no ready task; it gives the sequence up
+    /// unless a post completed since it last looked.
     pub(crate) fn release(&self) -> Release {
-        let prev = self.state.fetch_and(!SCHEDULED, Ordering::AcqRel);
-        if prev & CLOSED != 0 || !self.pool.is_accepting() {
+        let prev = self.state.fetch_and(!NOTIFIED, Ordering::AcqRel);
+        if prev & NOTIFIED != 0 {
+            return Release::Reacquired;
+        }
+        let idle = prev & !SCHEDULED;
+        if self.state.compare_exchange(prev, idle, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // A post (or a close) landed in between: look again.
+            return Release::Reacquired;
+        }
+        if idle & CLOSED != 0 || !self.pool.is_accepting() {
             // Someone may wait for this runner to finish shutting down.
             self.pool.notify_runner_event();
         }
-        if self.queue.is_empty() {
-            return Release::Released;
-        }
-        if self.state.fetch_or(SCHEDULED, Ordering::AcqRel) & SCHEDULED != 0 {
-            Release::Released
-        } else {
-            Release::Reacquired
-        }
+        Release::Released
     }
 
     /// Transition `close`: no post is accepted from now on. Idempotent, never blocks.
@@ -157,5 +175,18 @@ impl Sequence {
 
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_sequence_fits_in_128_bytes_of_heap() {
+        // The runner handle is one `Arc<Sequence>`: the heap block is the two reference counts
+        // plus the sequence. An idle, never-used queue owns no block.
+        let heap = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Sequence>();
+        assert!(heap <= 128, "an idle sequence takes {heap} bytes");
     }
 }

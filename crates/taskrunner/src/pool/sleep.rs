@@ -16,14 +16,16 @@
 //! sees the pushed source (and it does not park).
 
 use crate::sync::atomic::{AtomicU64, Ordering};
-use crate::sync::thread::{self, Thread};
-use crate::sync::Mutex;
+use crate::sync::{Condvar, Mutex};
 
 const SLEEPER: u64 = 1;
 const SPINNER: u64 = 1 << 16;
 const COUNT_MASK: u64 = 0xffff;
 const SHUTDOWN: u64 = 1 << 62;
 const TERMINATED: u64 = 1 << 63;
+
+/// The most workers that spin at once.
+const MAX_SPINNERS: u64 = 1;
 
 /// The most workers one pool may have (the sleeper and spinner counts are 16 bits wide).
 pub(crate) const MAX_WORKERS: usize = COUNT_MASK as usize;
@@ -54,16 +56,45 @@ pub(crate) enum Registered {
     ShuttingDown,
 }
 
+/// One worker's parking spot: a wake-up flag and a condition variable. (Not `thread::park`:
+/// an explicit flag keeps a wake-up that arrives before the worker parks, and is modelled
+/// exactly by loom.)
+#[derive(Debug, Default)]
+struct Parker {
+    woken: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Parker {
+    fn park(&self) {
+        let mut woken = self.woken.lock();
+        while !*woken {
+            woken = self.wake.wait(woken);
+        }
+        *woken = false;
+    }
+
+    fn unpark(&self) {
+        *self.woken.lock() = true;
+        self.wake.notify_one();
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Sleep {
     state: AtomicU64,
-    /// Parked (or about to park) workers: their index and thread, to unpark.
-    idle: Mutex<Vec<(usize, Thread)>>,
+    /// Parked (or about to park) workers, by index.
+    idle: Mutex<Vec<usize>>,
+    parkers: Box<[Parker]>,
 }
 
 impl Sleep {
     pub(crate) fn new(workers: usize) -> Sleep {
-        Sleep { state: AtomicU64::new(0), idle: Mutex::new(Vec::with_capacity(workers)) }
+        Sleep {
+            state: AtomicU64::new(0),
+            idle: Mutex::new(Vec::with_capacity(workers)),
+            parkers: (0..workers).map(|_| Parker::default()).collect(),
+        }
     }
 
     /// Called after a source was pushed to a queue.
@@ -82,19 +113,35 @@ impl Sleep {
 
     #[cold]
     fn wake_one(&self) {
-        let thread = {
+        let index = {
             let mut idle = self.idle.lock();
-            let Some((_, thread)) = idle.pop() else { return };
+            let Some(index) = idle.pop() else { return };
             self.state.fetch_sub(SLEEPER, Ordering::AcqRel);
-            thread
+            index
         };
         // Unpark after releasing the lock.
-        thread.unpark();
+        self.parkers[index].unpark();
     }
 
-    /// A worker starts looking for work without parking.
-    pub(crate) fn start_spinning(&self) {
-        self.state.fetch_add(SPINNER, Ordering::AcqRel);
+    /// A worker asks to look for work without parking. At most `MAX_SPINNERS` workers spin at
+    /// once (the others park at once): one awake worker is enough to pick up a post without a
+    /// wake-up, and more would only take CPU time from the threads that post.
+    pub(crate) fn try_start_spinning(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if spinners(state) >= MAX_SPINNERS {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state + SPINNER,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(current) => state = current,
+            }
+        }
     }
 
     /// A spinning worker found work. Returns true if it was the last spinner: posters that saw
@@ -103,12 +150,13 @@ impl Sleep {
         spinners(self.state.fetch_sub(SPINNER, Ordering::AcqRel)) == 1
     }
 
-    /// A spinning worker found no work: it stops spinning and registers as a sleeper, in one
-    /// RMW. The caller must re-check the queues before parking.
-    pub(crate) fn register_sleeper(&self, index: usize) -> Registered {
+    /// A worker found no work: it registers as a sleeper, leaving the spinners in the same RMW
+    /// if it was one. The caller must re-check the queues before parking.
+    pub(crate) fn register_sleeper(&self, index: usize, was_spinning: bool) -> Registered {
         let mut idle = self.idle.lock();
-        idle.push((index, thread::current()));
-        let prev = self.state.fetch_add(SLEEPER.wrapping_sub(SPINNER), Ordering::AcqRel);
+        idle.push(index);
+        let delta = if was_spinning { SLEEPER.wrapping_sub(SPINNER) } else { SLEEPER };
+        let prev = self.state.fetch_add(delta, Ordering::AcqRel);
         drop(idle);
         if prev & SHUTDOWN != 0 {
             Registered::ShuttingDown
@@ -120,15 +168,16 @@ impl Sleep {
     /// Removes the worker from the sleepers if a waker has not done so already.
     pub(crate) fn unregister_sleeper(&self, index: usize) {
         let mut idle = self.idle.lock();
-        if let Some(pos) = idle.iter().position(|(i, _)| *i == index) {
+        if let Some(pos) = idle.iter().position(|&i| i == index) {
             idle.swap_remove(pos);
             self.state.fetch_sub(SLEEPER, Ordering::AcqRel);
         }
     }
 
-    /// Parks the calling worker until a waker unparks it (or spuriously).
-    pub(crate) fn park(&self) {
-        thread::park();
+    /// Parks worker `index` until a waker unparks it. A wake-up sent after the worker
+    /// registered but before it parked is kept, so the park returns at once.
+    pub(crate) fn park(&self, index: usize) {
+        self.parkers[index].park();
     }
 
     /// Sets SHUTDOWN and wakes every sleeper.
@@ -140,8 +189,8 @@ impl Sleep {
             self.state.fetch_sub(all.len() as u64 * SLEEPER, Ordering::AcqRel);
             all
         };
-        for (_, thread) in sleepers {
-            thread.unpark();
+        for index in sleepers {
+            self.parkers[index].unpark();
         }
     }
 

@@ -23,11 +23,18 @@ const BATCH: usize = 2;
 #[cfg(not(loom))]
 const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// How many times an idle worker polls the queues before it parks.
+/// How long the spinning worker polls the queues before it parks. Long enough that a steady
+/// stream of posts (one every few microseconds) never waits for a wake-up; short enough that an
+/// idle pool stops using CPU almost at once.
 #[cfg(not(loom))]
-const SPIN_ROUNDS: usize = 64;
+const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// How many times the owner of a sequence polls its empty queue before releasing it: a post
+/// arriving meanwhile is run without a round trip through the pool's queues.
+#[cfg(not(loom))]
+const LINGER_POLLS: usize = 128;
 #[cfg(loom)]
-const SPIN_ROUNDS: usize = 1;
+const LINGER_POLLS: usize = 0;
 
 thread_local! {
     /// (pool id, worker index) of the current thread, when it is a pool worker.
@@ -56,6 +63,16 @@ pub(super) fn spawn(
     }
 }
 
+/// What the spin phase found.
+enum Spin {
+    /// A source to run.
+    Found(Source),
+    /// Nothing within the spin time; still counted as a spinner.
+    SpunOut,
+    /// Another worker spins already; this one parks directly.
+    NotSpinning,
+}
+
 /// Why a batch ended.
 enum BatchEnd {
     /// The queue looked empty.
@@ -78,49 +95,71 @@ impl Worker {
                 self.run_source(source);
                 continue;
             }
-            if let Some(source) = self.spin() {
-                self.run_source(source);
-                continue;
-            }
+            let spinning = match self.spin() {
+                Spin::Found(source) => {
+                    self.run_source(source);
+                    continue;
+                }
+                Spin::SpunOut => true,
+                Spin::NotSpinning => false,
+            };
             if !self.shared.is_accepting() {
+                if spinning {
+                    self.shared.sleep.stop_spinning();
+                }
                 if self.shared.has_queued() {
                     continue;
                 }
                 break;
             }
-            self.park();
+            self.park(spinning);
         }
         self.exit();
     }
 
-    /// Polls the queues a few times before parking (a post arriving now is picked up without a
-    /// wake-up). A spinner that finds work and was the last spinner wakes another worker if
-    /// more is queued, because posters skip the wake-up while someone spins.
-    fn spin(&mut self) -> Option<Source> {
+    /// Polls the queues for a while before parking, if no other worker is doing so already (a
+    /// post arriving now is then picked up without a wake-up). A spinner that finds work and was
+    /// the last spinner wakes another worker if more is queued, because posters skip the
+    /// wake-up while someone spins.
+    fn spin(&mut self) -> Spin {
         let sleep = &self.shared.sleep;
-        sleep.start_spinning();
-        for _ in 0..SPIN_ROUNDS {
-            spin_hint();
+        if !sleep.try_start_spinning() {
+            return Spin::NotSpinning;
+        }
+        #[cfg(not(loom))]
+        let deadline = std::time::Instant::now() + SPIN_TIME;
+        let mut polls: usize = 0;
+        loop {
             if let Some(source) = self.shared.pop_source(&mut self.ages) {
                 if sleep.stop_spinning() && self.shared.has_queued() {
                     let _ = sleep.notify_one();
                 }
-                return Some(source);
+                return Spin::Found(source);
             }
+            polls += 1;
+            #[cfg(not(loom))]
+            if polls % 32 == 0 && std::time::Instant::now() >= deadline {
+                break;
+            }
+            #[cfg(loom)]
+            if polls >= 1 {
+                break;
+            }
+            spin_hint();
         }
         // Still counted as a spinner: `park` turns that into a sleeper in one step.
-        None
+        Spin::SpunOut
     }
 
     /// Registers as a sleeper (leaving the spinners), re-checks, and parks.
-    fn park(&mut self) {
+    fn park(&mut self, was_spinning: bool) {
         let sleep = &self.shared.sleep;
-        let registered = sleep.register_sleeper(self.index);
+        let registered = sleep.register_sleeper(self.index, was_spinning);
         if registered == Registered::ShuttingDown || self.shared.has_queued() {
             sleep.unregister_sleeper(self.index);
             return;
         }
-        sleep.park();
+        sleep.park(self.index);
         sleep.unregister_sleeper(self.index);
     }
 
@@ -160,6 +199,7 @@ impl Worker {
                     break;
                 }
                 BatchEnd::Budget => continue,
+                BatchEnd::Empty if self.linger(&sequence) => continue,
                 BatchEnd::Empty => match sequence.release() {
                     Release::Released => break,
                     Release::Reacquired => continue,
@@ -167,6 +207,19 @@ impl Worker {
             }
         }
         self.clear_activity();
+    }
+
+    /// Polls the owned sequence's empty queue a little before releasing it. True if a task
+    /// arrived.
+    #[inline]
+    fn linger(&self, sequence: &Sequence) -> bool {
+        for _ in 0..LINGER_POLLS {
+            spin_hint();
+            if sequence.has_ready_task() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Runs up to `BATCH` tasks (or `BATCH_TIME`). Returns how many ran and why it stopped.

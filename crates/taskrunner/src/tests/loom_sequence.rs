@@ -61,3 +61,18 @@ fn post_after_idle_is_picked_up() {
         drop(pool.shutdown());
     });
 }
+
+#[test]
+fn two_workers_spinner_and_sleeper_never_strand_a_source() {
+    // One worker may spin while the other parks; posters skip the wake-up while someone
+    // spins. Two sources posted back to back must both run.
+    super::model(|| {
+        let pool = ThreadPool::builder().workers(2).build().unwrap();
+        let a = pool.sequenced_runner(TaskTraits::default());
+        let b = pool.sequenced_runner(TaskTraits::default());
+        let first = a.post_with_result(|| 1).unwrap();
+        let second = b.post_with_result(|| 2).unwrap();
+        assert_eq!(first.join().unwrap() + second.join().unwrap(), 3);
+        drop(pool.shutdown());
+    });
+}

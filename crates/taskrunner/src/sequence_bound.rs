@@ -1,0 +1,265 @@
+//! [`SequenceBound<T>`]: a value that lives on a sequence and is reached only by posting to it.
+//!
+//! # How the value is kept
+//!
+//! The value sits in a slot shared by the handles and the tasks they post (an `Arc`), and every
+//! access happens inside a task of the bound sequence. The sequence runs its tasks one at a time,
+//! each seeing the effects of the ones before, so accesses never overlap. Safe Rust cannot see
+//! that guarantee, so the slot is a `std::sync::Mutex<Option<T>>` (which needs only `T: Send`
+//! to be `Sync`, exactly the bound we want) that is only ever locked from the sequence: it is
+//! taken with `try_lock`, never waited on, and a failure to take it would mean a runner broke
+//! the [`SequencedRunner`] contract (it panics with that message; it cannot happen with the
+//! crate's runners). An uncontended lock is one atomic swap in and one out, a few nanoseconds
+//! next to the post itself; an `UnsafeCell` would save that at the price of an `unsafe` block
+//! whose proof rests on every runner's exclusion, which no benchmark has justified yet. (The
+//! slot uses `std` types directly rather than the `sync` facade: it is not a protocol of its
+//! own, only a container whose exclusion the sequence provides, which the loom models check.)
+//!
+//! The handle gives no way to reach `&T` or `&mut T` except inside a closure run on the
+//! sequence, and what a closure returns must be `'static`, so no borrow of the value escapes.
+//!
+//! The life cycle (creation, use, drop, shutdown) is documented on [`SequenceBound`].
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::{Arc, Mutex, TryLockError};
+
+use crate::runner::SequencedRunner;
+use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
+
+/// A `T` owned by a sequence: created, used and dropped only there.
+///
+/// This is the "replace your mutex" type: instead of `Arc<Mutex<T>>`, bind the value to a
+/// sequence and send it closures. `T` must be `Send` (it is built and dropped on pool threads)
+/// but need not be `Sync`: only one closure ever touches it at a time.
+///
+/// ```
+/// use taskrunner::{SequenceBound, TaskTraits, ThreadPool};
+///
+/// let pool = ThreadPool::builder().workers(2).build()?;
+/// let seq = pool.sequenced_runner(TaskTraits::default());
+///
+/// let counter = SequenceBound::new(&seq, || 0u64);       // T lives on the sequence
+/// let c = counter.clone();                               // cheap handle
+/// std::thread::spawn(move || c.post(|n| *n += 1).unwrap()).join().unwrap();
+/// counter.post(|n| *n += 1)?;
+/// assert_eq!(counter.call(|n| *n)?.join()?, 2);          // or `.await`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A `T` that is `Send` but not `Sync`, such as a `Cell`, is fine:
+///
+/// ```
+/// use std::cell::Cell;
+/// use taskrunner::{SequenceBound, TaskTraits, ThreadPool};
+///
+/// let pool = ThreadPool::builder().workers(1).build().unwrap();
+/// let seq = pool.sequenced_runner(TaskTraits::default());
+/// let cell = SequenceBound::new(&seq, || Cell::new(1));
+/// cell.post(|c| c.set(c.get() + 1)).unwrap();
+/// assert_eq!(cell.call(|c| c.get()).unwrap().join().unwrap(), 2);
+/// ```
+///
+/// # Life cycle
+///
+/// - **Creation.** `new` posts the constructor to the sequence; `T` is built there. If the
+///   sequence has already shut down, the constructor is dropped unrun and every later `post` or
+///   `call` is rejected too.
+/// - **Use.** `post` and `call` run their closure on the sequence, in posting order with
+///   everything else posted there. A closure that panics is reported like any task; the value
+///   stays as the panic left it and the bound goes on working. If the constructor itself
+///   panicked there is no value: each later closure panics with a message saying so (reported,
+///   and an error for `call`'s handle), rather than being skipped silently.
+/// - **Drop.** When the last handle is dropped, a task that drops `T` is posted to the sequence;
+///   it runs after every closure posted through any handle. If the sequence has shut down, `T` is
+///   dropped by whichever holder of the slot goes last: a task of the sequence still queued or
+///   running (on the sequence), or else the thread that dropped the last handle. Either way,
+///   never while a closure is using it.
+///
+/// # What does not compile
+///
+/// A `T` that cannot move between threads (`Rc`):
+///
+/// ```compile_fail,E0277
+/// use std::rc::Rc;
+/// use taskrunner::{SequenceBound, TaskTraits, ThreadPool};
+///
+/// let pool = ThreadPool::builder().workers(1).build().unwrap();
+/// let seq = pool.sequenced_runner(TaskTraits::default());
+/// let shared = SequenceBound::new(&seq, || Rc::new(5)); // error: `Rc<i32>` cannot be sent
+/// ```
+///
+/// Taking the state out of the sequence, to use it elsewhere:
+///
+/// ```compile_fail
+/// use taskrunner::{SequenceBound, TaskTraits, ThreadPool};
+///
+/// let pool = ThreadPool::builder().workers(1).build().unwrap();
+/// let seq = pool.sequenced_runner(TaskTraits::default());
+/// let state = SequenceBound::new(&seq, || vec![1, 2, 3]);
+/// let escaped = state.call(|v| v).unwrap().join().unwrap(); // error: the borrow cannot escape
+/// escaped.push(4);
+/// ```
+///
+/// Touching the state from a task of another runner (the guide's "cross-runner state access"
+/// mistake, which in languages without borrow checking compiles and races):
+///
+/// ```compile_fail,E0521
+/// use taskrunner::{SequenceBound, TaskRunnerExt, TaskTraits, ThreadPool};
+///
+/// let pool = ThreadPool::builder().workers(2).build().unwrap();
+/// let seq = pool.sequenced_runner(TaskTraits::default());
+/// let other = pool.sequenced_runner(TaskTraits::default());
+/// let state = SequenceBound::new(&seq, || 0u64);
+/// state
+///     .post(move |n| {
+///         other.post(move || *n += 1).unwrap(); // error: `n` does not live long enough
+///     })
+///     .unwrap();
+/// ```
+///
+/// Nor does keeping a reference to the value across closures, or using it from a thread:
+///
+/// ```compile_fail,E0521
+/// use taskrunner::{SequenceBound, TaskTraits, ThreadPool};
+///
+/// let pool = ThreadPool::builder().workers(1).build().unwrap();
+/// let seq = pool.sequenced_runner(TaskTraits::default());
+/// let state = SequenceBound::new(&seq, || String::from("owned by seq"));
+/// let mut leaked: Option<&mut String> = None;
+/// state.post(|s| leaked = Some(s)).unwrap(); // error: the closure must be 'static
+/// std::thread::spawn(move || leaked.unwrap().push('!'));
+/// ```
+pub struct SequenceBound<T: Send + 'static> {
+    inner: Arc<Inner<T>>,
+}
+
+/// The slot the value lives in: locked only from the bound sequence (see the module docs).
+type Slot<T> = Arc<Mutex<Option<T>>>;
+
+struct Inner<T: Send + 'static> {
+    runner: Box<dyn TaskRunner>,
+    token: Option<SequenceToken>,
+    slot: Slot<T>,
+    created_at: &'static Location<'static>,
+}
+
+impl<T: Send + 'static> SequenceBound<T> {
+    /// Binds a value to `runner`'s sequence: `ctor` is posted there and builds the value.
+    ///
+    /// If the runner has shut down, `ctor` is dropped unrun and every later `post` and `call`
+    /// returns `Err(PostError::Closed(..))`.
+    #[track_caller]
+    pub fn new<R, F>(runner: &R, ctor: F) -> SequenceBound<T>
+    where
+        R: SequencedRunner,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let created_at = Location::caller();
+        let slot: Slot<T> = Arc::new(Mutex::new(None));
+        let target = slot.clone();
+        let construct = move || {
+            let value = ctor();
+            *access(&target) = Some(value);
+        };
+        // A rejected constructor is dropped here, unrun; later posts are rejected the same way.
+        let _ = runner.post_task(Task::with_location(construct, created_at));
+        SequenceBound {
+            inner: Arc::new(Inner {
+                runner: Box::new(runner.clone()),
+                token: runner.sequence_token(),
+                slot,
+                created_at,
+            }),
+        }
+    }
+
+    /// Posts `f` to the sequence, to run with the value.
+    #[track_caller]
+    pub fn post<F>(&self, f: F) -> Result<(), PostError>
+    where
+        F: FnOnce(&mut T) + Send + 'static,
+    {
+        let slot = self.inner.slot.clone();
+        let location = Location::caller();
+        self.inner.runner.post_task(Task::with_location(move || with_value(&slot, f), location))
+    }
+
+    /// Posts `f` to the sequence and returns a handle to what it returns.
+    ///
+    /// Waiting on the handle from inside the bound sequence itself, before `f` has run, is
+    /// refused ([`TaskError::is_would_deadlock`](crate::TaskError::is_would_deadlock)).
+    #[track_caller]
+    pub fn call<F, U>(&self, f: F) -> Result<TaskHandle<U>, PostError>
+    where
+        F: FnOnce(&mut T) -> U + Send + 'static,
+        U: Send + 'static,
+    {
+        let slot = self.inner.slot.clone();
+        let location = Location::caller();
+        let (handle, run) =
+            TaskHandle::new(move || with_value(&slot, f), location, self.inner.token);
+        self.inner.runner.post_task(Task::with_location(run, location))?;
+        Ok(handle)
+    }
+
+    /// The token of the sequence the value lives on.
+    pub fn sequence_token(&self) -> Option<SequenceToken> {
+        self.inner.token
+    }
+
+    /// Whether the bound sequence has shut down (every post is rejected).
+    pub fn is_closed(&self) -> bool {
+        self.inner.runner.is_closed()
+    }
+}
+
+impl<T: Send + 'static> Clone for SequenceBound<T> {
+    fn clone(&self) -> Self {
+        SequenceBound { inner: self.inner.clone() }
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for SequenceBound<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SequenceBound")
+            .field("type", &std::any::type_name::<T>())
+            .field("token", &self.inner.token)
+            .field("created_at", &format_args!("{}", self.inner.created_at))
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> Drop for Inner<T> {
+    fn drop(&mut self) {
+        let slot = self.slot.clone();
+        let drop_value = move || drop(access(&slot).take());
+        // If the sequence has shut down, the value goes with the last holder of the slot (see
+        // the module docs); the rejected task is dropped right here.
+        let _ = self.runner.post_task(Task::with_location(drop_value, self.created_at));
+    }
+}
+
+/// Runs `f` with the value, on the sequence.
+fn with_value<T, U>(slot: &Mutex<Option<T>>, f: impl FnOnce(&mut T) -> U) -> U {
+    let mut guard = access(slot);
+    match guard.as_mut() {
+        Some(value) => f(value),
+        None => panic!(
+            "SequenceBound<{}>: no value, its constructor panicked",
+            std::any::type_name::<T>()
+        ),
+    }
+}
+
+/// Takes the slot. Only tasks of the bound sequence call this, so it is never contended.
+fn access<T>(slot: &Mutex<Option<T>>) -> std::sync::MutexGuard<'_, Option<T>> {
+    match slot.try_lock() {
+        Ok(guard) => guard,
+        // A closure panicked while using the value: the value stays as it left it.
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            panic!("SequenceBound accessed from two tasks at once: the runner is not sequenced")
+        }
+    }
+}
