@@ -7,7 +7,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use taskrunner::{TaskRunnerExt, TaskTraits};
+use taskrunner::{SequenceBound, TaskRunnerExt, TaskTraits};
 
 use crate::seq_state::SeqOwned;
 use crate::variants::{earliest, pool, tokio_runtime, Variant, DRAIN_TIMEOUT};
@@ -79,6 +79,23 @@ pub(crate) fn run(
             // SAFETY: the sequence went idle and its final task was joined, so no task that
             // holds `hist` remains.
             let h = unsafe { owned.into_inner() };
+            let _report = pool.shutdown();
+            Ok((h, posting))
+        }
+        Variant::SequenceBound => {
+            let pool = pool(workers)?;
+            let seq = pool.sequenced_runner(TaskTraits::default());
+            let bound = SequenceBound::new(&seq, histogram);
+            let posting = paced(writers, ops, rate, |posted| {
+                bound.post(move |h| record(h, posted)).map_err(|e| format!("post failed: {e:?}"))
+            })?;
+            seq.wait_idle(DRAIN_TIMEOUT).map_err(|e| format!("wait_idle failed: {e:?}"))?;
+            let h = bound
+                .call(|h| std::mem::replace(h, histogram()))
+                .map_err(|e| format!("call failed: {e:?}"))?
+                .join()
+                .map_err(|e| format!("final task failed: {e:?}"))?;
+            drop(bound);
             let _report = pool.shutdown();
             Ok((h, posting))
         }

@@ -7,7 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use taskrunner::{TaskRunnerExt, TaskTraits};
+use taskrunner::{SequenceBound, TaskRunnerExt, TaskTraits};
 
 use crate::seq_state::SeqOwned;
 use crate::variants::{pool, tokio_runtime, Variant, DRAIN_TIMEOUT};
@@ -107,8 +107,12 @@ impl Drop for Counting {
 pub(crate) struct MemoryRow {
     /// What was measured.
     pub(crate) name: &'static str,
-    /// Heap bytes of one idle runner (or channel), averaged over many.
-    pub(crate) idle_bytes: f64,
+    /// Heap bytes of one idle runner (or channel) that never ran a task, averaged over many;
+    /// `None` where there is no such state (a `SequenceBound` runs its constructor).
+    pub(crate) idle_bytes: Option<f64>,
+    /// Heap bytes of one idle runner that has run one task (channel: carried one message),
+    /// averaged over many: what a runner keeps once it has been used.
+    pub(crate) used_idle_bytes: f64,
     /// Allocations per post of a 40-byte closure, including running it.
     pub(crate) allocs_small: f64,
     /// Allocations per post of a 136-byte closure, including running it.
@@ -129,7 +133,7 @@ fn large_payload() -> [u64; 16] {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Measures the sequence and two channel-fed executors that run boxed closures (which is what
+/// Measures the sequence, a `SequenceBound<u64>`, and two channel-fed executors that run boxed closures (which is what
 /// a general-purpose executor built on a channel has to send). `runners` idle runners are
 /// created to average the idle cost; `posts` closures are posted for the per-post figures.
 pub(crate) fn measure(
@@ -139,6 +143,7 @@ pub(crate) fn measure(
 ) -> Result<Vec<MemoryRow>, String> {
     Ok(vec![
         sequence(runners, posts, workers)?,
+        sequence_bound(runners, posts, workers)?,
         crossbeam(runners, posts)?,
         tokio(runners, posts, workers)?,
     ])
@@ -159,6 +164,21 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
         all.push(pool.sequenced_runner(TaskTraits::default()));
     }
     let idle_bytes = per(c.live_bytes() as f64, runners as u64);
+    drop(c);
+    drop(all);
+
+    // Idle runners that have each run one task.
+    let mut all = Vec::with_capacity(runners);
+    let c = Counting::start();
+    for _ in 0..runners {
+        let seq = pool.sequenced_runner(TaskTraits::default());
+        seq.post(|| {}).map_err(post_err)?;
+        all.push(seq);
+    }
+    for seq in &all {
+        seq.wait_idle(DRAIN_TIMEOUT).map_err(|e| format!("wait_idle failed: {e:?}"))?;
+    }
+    let used_idle_bytes = per(c.live_bytes() as f64, runners as u64);
     drop(c);
     drop(all);
 
@@ -216,7 +236,83 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
     let _report = pool.shutdown();
     Ok(MemoryRow {
         name: Variant::Sequence.name(),
-        idle_bytes,
+        idle_bytes: Some(idle_bytes),
+        used_idle_bytes,
+        allocs_small,
+        allocs_large,
+        queued_bytes,
+    })
+}
+
+/// The same figures for a `SequenceBound<u64>`: idle bytes count the runner and the bound
+/// together; each post hands the bound a closure of 32 bytes (the bound adds its own pointer).
+fn sequence_bound(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, String> {
+    let pool = pool(workers)?;
+    let post_err = |e| format!("post failed: {e:?}");
+    let wait_err = |e| format!("wait_idle failed: {e:?}");
+
+    let mut all = Vec::with_capacity(runners);
+    let c = Counting::start();
+    for _ in 0..runners {
+        let seq = pool.sequenced_runner(TaskTraits::default());
+        let bound = SequenceBound::new(&seq, || 0u64);
+        all.push((seq, bound));
+    }
+    for (seq, _) in &all {
+        seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
+    }
+    let used_idle_bytes = per(c.live_bytes() as f64, runners as u64);
+    drop(c);
+    drop(all);
+
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    let bound = SequenceBound::new(&seq, || 0u64);
+    seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
+    let c = Counting::start();
+    for _ in 0..posts {
+        let p = small_payload();
+        bound.post(move |s| *s += p[3]).map_err(post_err)?;
+    }
+    seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
+    let allocs_small = per(c.allocs() as f64, posts);
+    drop(c);
+
+    let c = Counting::start();
+    for _ in 0..posts {
+        let p = large_payload();
+        bound.post(move |s| *s += p[15]).map_err(post_err)?;
+    }
+    seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
+    let allocs_large = per(c.allocs() as f64, posts);
+    drop(c);
+
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+    seq.post(move || {
+        let _ = started_tx.send(());
+        let _ = gate_rx.recv();
+    })
+    .map_err(post_err)?;
+    started_rx.recv().map_err(|e| e.to_string())?;
+    let c = Counting::start();
+    for _ in 0..posts {
+        let p = small_payload();
+        bound.post(move |s| *s += p[3]).map_err(post_err)?;
+    }
+    let queued_bytes = per(c.live_bytes() as f64, posts);
+    drop(c);
+    gate_tx.send(()).map_err(|e| e.to_string())?;
+    let total = bound.call(|s| *s).map_err(post_err)?.join().map_err(|e| format!("{e:?}"))?;
+    let expected = posts * (4 + 1 + 4);
+    if total != expected {
+        return Err(format!("SequenceBound memory run: expected {expected}, found {total}"));
+    }
+    drop(bound);
+    let _report = pool.shutdown();
+    Ok(MemoryRow {
+        name: Variant::SequenceBound.name(),
+        idle_bytes: None,
+        used_idle_bytes,
         allocs_small,
         allocs_large,
         queued_bytes,
@@ -230,6 +326,18 @@ fn crossbeam(runners: usize, posts: u64) -> Result<MemoryRow, String> {
         all.push(crossbeam_channel::unbounded::<Job>());
     }
     let idle_bytes = per(c.live_bytes() as f64, runners as u64);
+    drop(c);
+    drop(all);
+
+    let mut all = Vec::with_capacity(runners);
+    let c = Counting::start();
+    for _ in 0..runners {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        tx.send(Box::new(|| {})).map_err(|e| e.to_string())?;
+        rx.recv().map_err(|e| e.to_string())?();
+        all.push((tx, rx));
+    }
+    let used_idle_bytes = per(c.live_bytes() as f64, runners as u64);
     drop(c);
     drop(all);
 
@@ -272,7 +380,8 @@ fn crossbeam(runners: usize, posts: u64) -> Result<MemoryRow, String> {
     drop((tx, rx));
     Ok(MemoryRow {
         name: "crossbeam-channel thread (Box<dyn FnOnce>)",
-        idle_bytes,
+        idle_bytes: Some(idle_bytes),
+        used_idle_bytes,
         allocs_small,
         allocs_large,
         queued_bytes,
@@ -287,6 +396,18 @@ fn tokio(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, String
         all.push(tokio::sync::mpsc::unbounded_channel::<Job>());
     }
     let idle_bytes = per(c.live_bytes() as f64, runners as u64);
+    drop(c);
+    drop(all);
+
+    let mut all = Vec::with_capacity(runners);
+    let c = Counting::start();
+    for _ in 0..runners {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        tx.send(Box::new(|| {})).map_err(|e| e.to_string())?;
+        rx.try_recv().map_err(|e| e.to_string())?();
+        all.push((tx, rx));
+    }
+    let used_idle_bytes = per(c.live_bytes() as f64, runners as u64);
     drop(c);
     drop(all);
 
@@ -332,7 +453,8 @@ fn tokio(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, String
     drop((tx, rx));
     Ok(MemoryRow {
         name: "tokio mpsc actor (Box<dyn FnOnce>)",
-        idle_bytes,
+        idle_bytes: Some(idle_bytes),
+        used_idle_bytes,
         allocs_small,
         allocs_large,
         queued_bytes,
@@ -346,7 +468,7 @@ mod tests {
     #[test]
     fn every_memory_run_completes_and_checks_its_state() {
         let rows = measure(10, 200, 2).expect("memory runs");
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         assert!(rows.iter().any(|r| r.name == Variant::Sequence.name()));
     }
 }

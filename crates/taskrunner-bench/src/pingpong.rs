@@ -12,6 +12,9 @@ use crate::variants::{pool, tokio_runtime};
 pub(crate) enum Pair {
     /// Two sequences of one pool: a task on A posts to B, whose task posts back to A.
     Sequences,
+    /// Two sequences of one pool: a task on A calls `b.post_and_reply(..)`; the reply runs on
+    /// A and starts the next round.
+    SequencesReply,
     /// Two tokio tasks bouncing through oneshot channels.
     TokioOneshot,
     /// Two OS threads bouncing through a pair of crossbeam channels.
@@ -20,12 +23,14 @@ pub(crate) enum Pair {
 
 impl Pair {
     /// Every pair, in the order of the table.
-    pub(crate) const ALL: [Pair; 3] = [Pair::Sequences, Pair::TokioOneshot, Pair::CrossbeamThreads];
+    pub(crate) const ALL: [Pair; 4] =
+        [Pair::Sequences, Pair::SequencesReply, Pair::TokioOneshot, Pair::CrossbeamThreads];
 
     /// The name used in the table.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Pair::Sequences => "two taskrunner sequences (post)",
+            Pair::SequencesReply => "two taskrunner sequences (post_and_reply)",
             Pair::TokioOneshot => "two tokio tasks (oneshot)",
             Pair::CrossbeamThreads => "two threads (crossbeam-channel)",
         }
@@ -35,6 +40,7 @@ impl Pair {
     pub(crate) fn run(self, rounds: u64, workers: usize) -> Result<Duration, String> {
         match self {
             Pair::Sequences => sequences(rounds, workers),
+            Pair::SequencesReply => sequences_reply(rounds, workers),
             Pair::TokioOneshot => tokio_oneshot(rounds, workers),
             Pair::CrossbeamThreads => crossbeam_threads(rounds),
         }
@@ -74,6 +80,30 @@ fn sequences(rounds: u64, workers: usize) -> Result<Duration, String> {
     let ball = Ball { a: a.clone(), b, left: rounds, done };
     let start = Instant::now();
     a.post(move || on_a(ball)).map_err(|e| format!("post failed: {e:?}"))?;
+    finished.recv().map_err(|_| "a post was rejected mid-game".to_string())?;
+    let elapsed = start.elapsed();
+    let _report = pool.shutdown();
+    Ok(elapsed)
+}
+
+/// One round of the `post_and_reply` game, run on A: B runs an empty task, and the reply,
+/// back on A, starts the next round. A rejected post drops `done` with the task.
+fn reply_round(b: SequencedTaskRunner, left: u64, done: crossbeam_channel::Sender<()>) {
+    if left == 0 {
+        let _ = done.send(());
+        return;
+    }
+    let next = b.clone();
+    let _ = b.post_and_reply(|| (), move |()| reply_round(next, left - 1, done));
+}
+
+fn sequences_reply(rounds: u64, workers: usize) -> Result<Duration, String> {
+    let pool = pool(workers)?;
+    let a = pool.sequenced_runner(TaskTraits::default());
+    let b = pool.sequenced_runner(TaskTraits::default());
+    let (done, finished) = crossbeam_channel::bounded(1);
+    let start = Instant::now();
+    a.post(move || reply_round(b, rounds, done)).map_err(|e| format!("post failed: {e:?}"))?;
     finished.recv().map_err(|_| "a post was rejected mid-game".to_string())?;
     let elapsed = start.elapsed();
     let _report = pool.shutdown();

@@ -225,7 +225,9 @@ fn memory(out: &mut String, config: &Config, rows: &[MemoryRow]) {
     let _ = writeln!(
         out,
         "## Memory\n\nHeap bytes per idle runner (channel pair for the baselines), averaged over \
-         {} of them; allocations per post of a 40-byte and a 136-byte closure, counted over {} \
+         {} of them, fresh and after running one task (carrying one message): a used sequence \
+         may keep its queue's block, and a `SequenceBound` always runs its constructor; \
+         allocations per post of a 40-byte and a 136-byte closure, counted over {} \
          posts including their execution on every thread; heap bytes per queued 40-byte \
          closure. The baselines send `Box<dyn FnOnce()>`, which is what a general-purpose \
          executor on a channel must do.\n",
@@ -234,13 +236,24 @@ fn memory(out: &mut String, config: &Config, rows: &[MemoryRow]) {
     header(
         out,
         "executor",
-        &["idle bytes", "allocs/post (40 B)", "allocs/post (136 B)", "bytes/queued task"],
+        &[
+            "idle bytes",
+            "idle bytes after one task",
+            "allocs/post (40 B)",
+            "allocs/post (136 B)",
+            "bytes/queued task",
+        ],
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {:.3} | {:.3} | {:.1} |",
-            r.name, r.idle_bytes, r.allocs_small, r.allocs_large, r.queued_bytes
+            "| {} | {} | {:.1} | {:.3} | {:.3} | {:.1} |",
+            r.name,
+            r.idle_bytes.map_or("–".to_string(), |b| format!("{b:.1}")),
+            r.used_idle_bytes,
+            r.allocs_small,
+            r.allocs_large,
+            r.queued_bytes
         );
     }
     let _ = writeln!(out);
@@ -250,7 +263,8 @@ fn pingpong(out: &mut String, config: &Config, rows: &[(Pair, Vec<f64>)]) {
     let _ = writeln!(
         out,
         "## Ping-pong\n\nns per round trip, median (min–max) of {} repetitions of {} round trips. \
-         The sequences use plain `post` in both directions.\n",
+         `post`: a task on A posts to B, whose task posts back; `post_and_reply`: a task on A \
+         posts an empty task to B whose reply, back on A, starts the next round.\n",
         config.reps, config.rounds
     );
     header(out, "pair", &["ns / round trip"]);
@@ -276,94 +290,22 @@ fn verdict(ok: bool) -> &'static str {
 /// met. Goals whose figures were not measured are left out.
 fn goals(out: &mut String, results: &Results) {
     let mut rows: Vec<(String, String, &str)> = Vec::new();
-    if let Some(t) = &results.throughput {
-        let seq = t.index(Variant::Sequence);
-        let w16 = t.writers.iter().position(|&w| w == 16);
-        if let (Some(s), Some(w)) = (seq, w16) {
-            for (other, factor) in [
-                (Variant::ParkingLot, 1.0),
-                (Variant::CrossbeamThread, 2.0),
-                (Variant::TokioActor, 10.0),
-            ] {
-                if let (Some(o), Some(a)) = (t.index(other), t.median(s, w)) {
-                    if let Some(b) = t.median(o, w) {
-                        rows.push((
-                            format!("throughput at W = 16 ≥ {factor}× {}", other.name()),
-                            format!("{}×", num(a / b)),
-                            verdict(a >= factor * b),
-                        ));
-                    }
-                }
-            }
-        }
-        if let (Some(s), true) = (seq, t.writers.len() > 1) {
-            if let Some(f) = t.flatness(s) {
-                rows.push((
-                    format!("flatness over W = {:?} ≥ 0.7", t.writers),
-                    format!("{f:.2}"),
-                    verdict(f >= 0.7),
-                ));
-            }
-        }
-    }
-    if let Some(l) = &results.latency {
-        if let Some(s) = l.iter().find(|r| r.variant == Variant::Sequence) {
-            rows.push((
-                "latency p50 ≤ 2 µs".into(),
-                format!("{} µs", num(s.p50)),
-                verdict(s.p50 <= 2.0),
-            ));
-            rows.push((
-                "latency p99 ≤ 15 µs".into(),
-                format!("{} µs", num(s.p99)),
-                verdict(s.p99 <= 15.0),
-            ));
-            for o in l.iter().filter(|r| r.variant != Variant::Sequence) {
-                let better = s.p50 < o.p50 && s.p99 < o.p99 && s.p999 < o.p999;
-                rows.push((
-                    format!("latency below {} at p50, p99, p99.9", o.variant.name()),
-                    format!(
-                        "{} / {} / {} µs vs {} / {} / {}",
-                        num(s.p50),
-                        num(s.p99),
-                        num(s.p999),
-                        num(o.p50),
-                        num(o.p99),
-                        num(o.p999)
-                    ),
-                    verdict(better),
-                ));
-            }
-        }
-    }
-    if let Some(m) = &results.memory {
-        if let Some(s) = m.iter().find(|r| r.name == Variant::Sequence.name()) {
-            rows.push((
-                "idle runner ≤ 128 heap bytes".into(),
-                format!("{:.1}", s.idle_bytes),
-                verdict(s.idle_bytes <= 128.0),
-            ));
-            rows.push((
-                "0 allocations per post, closure ≤ 48 B (amortised: under 0.05)".into(),
-                format!("{:.3}", s.allocs_small),
-                verdict(s.allocs_small < 0.05),
-            ));
-            rows.push((
-                "≤ 1 allocation per post, larger closure (amortised: under 1.05)".into(),
-                format!("{:.3}", s.allocs_large),
-                verdict(s.allocs_large < 1.05),
-            ));
-        }
+    for seq_variant in [Variant::Sequence, Variant::SequenceBound] {
+        throughput_goals(&mut rows, results, seq_variant);
+        latency_goals(&mut rows, results, seq_variant);
+        memory_goals(&mut rows, results, seq_variant);
     }
     if let Some(p) = &results.pingpong {
         let med =
             |pair| p.iter().find(|(q, _)| *q == pair).and_then(|(_, ns)| stats(ns)).map(|s| s.0);
-        if let (Some(s), Some(t)) = (med(Pair::Sequences), med(Pair::TokioOneshot)) {
-            rows.push((
-                "ping-pong ≤ tokio oneshot round trip".into(),
-                format!("{} ns vs {} ns", num(s), num(t)),
-                verdict(s <= t),
-            ));
+        for pair in [Pair::SequencesReply, Pair::Sequences] {
+            if let (Some(s), Some(t)) = (med(pair), med(Pair::TokioOneshot)) {
+                rows.push((
+                    format!("{}: round trip ≤ two tokio tasks (oneshot)", pair.name()),
+                    format!("{} ns vs {} ns", num(s), num(t)),
+                    verdict(s <= t),
+                ));
+            }
         }
     }
     if rows.is_empty() {
@@ -375,6 +317,93 @@ fn goals(out: &mut String, results: &Results) {
         let _ = writeln!(out, "| {goal} | {measured} | {met} |");
     }
     let _ = writeln!(out);
+}
+
+type GoalRows<'a> = Vec<(String, String, &'a str)>;
+
+fn throughput_goals(rows: &mut GoalRows<'_>, results: &Results, v: Variant) {
+    let Some(t) = &results.throughput else { return };
+    let Some(s) = t.index(v) else { return };
+    if let Some(w) = t.writers.iter().position(|&w| w == 16) {
+        for (other, factor) in [
+            (Variant::ParkingLot, 1.0),
+            (Variant::CrossbeamThread, 2.0),
+            (Variant::TokioActor, 10.0),
+        ] {
+            let other_median = t.index(other).and_then(|o| t.median(o, w));
+            if let (Some(a), Some(b)) = (t.median(s, w), other_median) {
+                rows.push((
+                    format!("{}: throughput at W = 16 ≥ {factor}× {}", v.name(), other.name()),
+                    format!("{}×", num(a / b)),
+                    verdict(a >= factor * b),
+                ));
+            }
+        }
+    }
+    if t.writers.len() > 1 {
+        if let Some(f) = t.flatness(s) {
+            rows.push((
+                format!("{}: flatness over W = {:?} ≥ 0.7", v.name(), t.writers),
+                format!("{f:.2}"),
+                verdict(f >= 0.7),
+            ));
+        }
+    }
+}
+
+fn latency_goals(rows: &mut GoalRows<'_>, results: &Results, v: Variant) {
+    let Some(l) = &results.latency else { return };
+    let Some(s) = l.iter().find(|r| r.variant == v) else { return };
+    rows.push((
+        format!("{}: latency p50 ≤ 2 µs", v.name()),
+        format!("{} µs", num(s.p50)),
+        verdict(s.p50 <= 2.0),
+    ));
+    rows.push((
+        format!("{}: latency p99 ≤ 15 µs", v.name()),
+        format!("{} µs", num(s.p99)),
+        verdict(s.p99 <= 15.0),
+    ));
+    for o in
+        l.iter().filter(|r| matches!(r.variant, Variant::CrossbeamThread | Variant::TokioActor))
+    {
+        let better = s.p50 < o.p50 && s.p99 < o.p99 && s.p999 < o.p999;
+        rows.push((
+            format!("{}: latency below {} at p50, p99, p99.9", v.name(), o.variant.name()),
+            format!(
+                "{} / {} / {} µs vs {} / {} / {}",
+                num(s.p50),
+                num(s.p99),
+                num(s.p999),
+                num(o.p50),
+                num(o.p99),
+                num(o.p999)
+            ),
+            verdict(better),
+        ));
+    }
+}
+
+fn memory_goals(rows: &mut GoalRows<'_>, results: &Results, v: Variant) {
+    let Some(m) = &results.memory else { return };
+    let Some(s) = m.iter().find(|r| r.name == v.name()) else { return };
+    if let Some(idle) = s.idle_bytes {
+        rows.push((
+            format!("{}: idle runner ≤ 128 heap bytes", v.name()),
+            format!("{idle:.1}"),
+            verdict(idle <= 128.0),
+        ));
+    }
+    rows.push((
+        format!("{}: 0 allocations per post, closure ≤ 48 B (amortised: under 0.05)", v.name()),
+        format!("{:.3}", s.allocs_small),
+        verdict(s.allocs_small < 0.05),
+    ));
+    rows.push((
+        format!("{}: ≤ 1 allocation per post, larger closure (amortised: under 1.05)", v.name()),
+        format!("{:.3}", s.allocs_large),
+        verdict(s.allocs_large < 1.05),
+    ));
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! The ways of serialising access to the state, and one throughput run of each.
 //!
-//! Adding a variant (such as `SequenceBound<T>` once it exists) takes an entry in
-//! [`Variant`], its name, and one arm in [`Variant::run_throughput`] (plus one in
-//! `latency.rs` if it is an executor one can post to).
+//! Adding a variant takes an entry in [`Variant`], its name, and one arm in
+//! [`Variant::run_throughput`] (plus one in `latency.rs` if it is an executor one can post
+//! to).
 
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use taskrunner::{SequencedTaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
+use taskrunner::{SequenceBound, SequencedTaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
 
 use crate::seq_state::SeqOwned;
 use crate::workload::{key, share, State};
@@ -18,8 +18,11 @@ pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// One way of giving W writer threads access to the shared state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Variant {
-    /// A `taskrunner` sequence; writers post fire-and-forget tasks.
+    /// A `taskrunner` sequence; writers post fire-and-forget tasks that reach the state
+    /// through a cell only the sequence's tasks use (`seq_state`), without a lock.
     Sequence,
+    /// The state inside a `taskrunner::SequenceBound`; writers call its fire-and-forget `post`.
+    SequenceBound,
     /// `std::sync::Mutex` around the state.
     StdMutex,
     /// `parking_lot::Mutex` around the state (the reference the ratios are taken against).
@@ -32,8 +35,9 @@ pub(crate) enum Variant {
 
 impl Variant {
     /// Every variant, in the order of the tables.
-    pub(crate) const ALL: [Variant; 5] = [
+    pub(crate) const ALL: [Variant; 6] = [
         Variant::Sequence,
+        Variant::SequenceBound,
         Variant::ParkingLot,
         Variant::StdMutex,
         Variant::CrossbeamThread,
@@ -41,13 +45,14 @@ impl Variant {
     ];
 
     /// The variants one can post work to, measured for latency.
-    pub(crate) const EXECUTORS: [Variant; 3] =
-        [Variant::Sequence, Variant::CrossbeamThread, Variant::TokioActor];
+    pub(crate) const EXECUTORS: [Variant; 4] =
+        [Variant::Sequence, Variant::SequenceBound, Variant::CrossbeamThread, Variant::TokioActor];
 
     /// The name used in tables and the plot.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Variant::Sequence => "taskrunner sequence",
+            Variant::SequenceBound => "taskrunner SequenceBound",
             Variant::StdMutex => "std::sync::Mutex",
             Variant::ParkingLot => "parking_lot::Mutex",
             Variant::CrossbeamThread => "crossbeam-channel thread",
@@ -66,6 +71,7 @@ impl Variant {
     ) -> Result<Duration, String> {
         match self {
             Variant::Sequence => run_sequence(writers, ops, workers),
+            Variant::SequenceBound => run_sequence_bound(writers, ops, workers),
             Variant::StdMutex => {
                 let state = Mutex::new(State::new());
                 let start = drive(writers, ops, |k| {
@@ -151,6 +157,29 @@ fn run_sequence(writers: usize, ops: u64, workers: usize) -> Result<Duration, St
     // The final task has run, and nothing else was posted: the value is ours again.
     // SAFETY: `join` returned, so every task holding `state` has finished.
     drop(unsafe { owned.into_inner() });
+    let _report = pool.shutdown();
+    checked?;
+    Ok(elapsed)
+}
+
+/// The `SequenceBound` variant: the state is bound to a sequence and reached only through
+/// the bound's `post`; the run ends when the sequence is idle again; the state is read back
+/// through `call`.
+fn run_sequence_bound(writers: usize, ops: u64, workers: usize) -> Result<Duration, String> {
+    let pool = pool(workers)?;
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    let bound = SequenceBound::new(&seq, State::new);
+    let start = drive(writers, ops, |k| {
+        bound.post(move |s| s.apply(k)).map_err(|e| format!("post failed: {e:?}"))
+    })?;
+    seq.wait_idle(DRAIN_TIMEOUT).map_err(|e| format!("wait_idle failed: {e:?}"))?;
+    let elapsed = start.elapsed();
+    let checked = bound
+        .call(move |s| s.check(ops))
+        .map_err(|e| format!("call failed: {e:?}"))?
+        .join()
+        .map_err(|e| format!("final task failed: {e:?}"))?;
+    drop(bound);
     let _report = pool.shutdown();
     checked?;
     Ok(elapsed)
