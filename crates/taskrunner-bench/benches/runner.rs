@@ -5,7 +5,10 @@
 //! - `wakeup`: `post_with_result(..).join()` round trip, back to back (`hot`: a worker may still
 //!   be spinning) and after the pool went idle (`idle`: an unmeasured pause first, so the
 //!   worker has parked and must be woken).
-//! - `pingpong`: a task on sequence A posts to B, whose task posts back to A; per round trip.
+//! - `post/sequence_bound`: the caller's cost of `SequenceBound::post`.
+//! - `pingpong`: a task on sequence A posts to B, whose task posts back to A (`post`), or posts
+//!   an empty task to B with `post_and_reply`, whose reply on A starts the next round; per
+//!   round trip.
 //! - `fanout`: post one task to each of N sequences and wait until all have run.
 //!
 //! Timer insert/fire is not benchmarked yet: the core has no delayed tasks so far.
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use taskrunner::{SequencedTaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
+use taskrunner::{SequenceBound, SequencedTaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -59,6 +62,18 @@ fn post(c: &mut Criterion) {
                     std::hint::black_box(payload);
                 })
                 .expect("post");
+            }
+            let elapsed = start.elapsed();
+            seq.wait_idle(WAIT).expect("wait_idle");
+            elapsed
+        })
+    });
+    let bound = SequenceBound::new(&seq, || 0u64);
+    group.bench_function("sequence_bound", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                bound.post(|n| *n += 1).expect("post");
             }
             let elapsed = start.elapsed();
             seq.wait_idle(WAIT).expect("wait_idle");
@@ -117,6 +132,15 @@ fn on_b(mut ball: Ball) {
     a.post(move || on_a(ball)).expect("post to A");
 }
 
+fn reply_round(b: SequencedTaskRunner, left: u64, done: crossbeam_channel::Sender<()>) {
+    if left == 0 {
+        let _ = done.send(());
+        return;
+    }
+    let next = b.clone();
+    b.post_and_reply(|| (), move |()| reply_round(next, left - 1, done)).expect("post_and_reply");
+}
+
 fn pingpong(c: &mut Criterion) {
     let pool = pool();
     let a = pool.sequenced_runner(TaskTraits::default());
@@ -127,6 +151,16 @@ fn pingpong(c: &mut Criterion) {
             let ball = Ball { a: a.clone(), b: b.clone(), left: iters, done };
             let start = Instant::now();
             a.post(move || on_a(ball)).expect("post");
+            finished.recv().expect("ping-pong finished");
+            start.elapsed()
+        })
+    });
+    c.bench_function("pingpong/post_and_reply", |bench| {
+        bench.iter_custom(|iters| {
+            let (done, finished) = crossbeam_channel::bounded(1);
+            let b = b.clone();
+            let start = Instant::now();
+            a.post(move || reply_round(b, iters, done)).expect("post");
             finished.recv().expect("ping-pong finished");
             start.elapsed()
         })
