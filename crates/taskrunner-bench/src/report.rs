@@ -139,8 +139,9 @@ fn throughput(out: &mut String, config: &Config, t: &Throughput) {
         out,
         "## Throughput\n\nM ops/s, median (min–max) of {} repetitions, {} operations per run split \
          across the writer threads; a run ends when every operation has executed and the state \
-         checks out. The sequence's tasks reach the state through a pointer that only they \
-         use (what `SequenceBound<T>` is for), without a lock.\n",
+         checks out. The plain sequence's tasks reach the state through a pointer only they \
+         use (no lock, no reference count); the SequenceBound variant keeps it in a \
+         `SequenceBound<State>`.\n",
         config.reps, config.ops
     );
     header(out, "writers", &names);
