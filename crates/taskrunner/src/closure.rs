@@ -34,14 +34,19 @@ struct VTable {
 pub(crate) struct SmallFn {
     vtable: &'static VTable,
     storage: Storage,
-    /// `Send` (every closure stored is `Send`), not `Sync`, like `Box<dyn FnOnce() + Send>`.
-    _marker: PhantomData<Box<dyn FnOnce() + Send>>,
+    /// Not inferred from the storage: `Send` and `Sync` are stated by the impls below.
+    _marker: PhantomData<*mut ()>,
 }
 
 // SAFETY: `new` only accepts `F: Send`, and `SmallFn` owns its closure, so sending it sends
-// the closure. (The raw storage would make the compiler infer `Send` anyway; this impl is here
-// to state the reason, and the marker removes `Sync`.)
+// the closure.
 unsafe impl Send for SmallFn {}
+
+// SAFETY: no method takes `&self` and touches the closure (only `call(self)` and `Drop`, which
+// have ownership), so sharing a `&SmallFn` between threads shares nothing of `F`. This lets a
+// `Task`, and so a `PostError`, be `Sync`, as errors passed through `?` into
+// `Box<dyn Error + Send + Sync>` must be.
+unsafe impl Sync for SmallFn {}
 
 const fn fits<F>() -> bool {
     size_of::<F>() <= INLINE_BYTES && align_of::<F>() <= align_of::<Storage>()

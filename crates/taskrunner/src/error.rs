@@ -32,15 +32,24 @@ pub enum PostError {
     /// handed-back task runs the task and then its reply, both wherever it is run. Use
     /// [`post_and_reply_to`](crate::TaskRunnerExt::post_and_reply_to) to name the reply runner.
     NoCurrentRunner(Task),
+    /// The runner cannot run delayed or repeating tasks: the default of
+    /// [`TaskRunner::timer_target`](crate::TaskRunner::timer_target) for runners outside this
+    /// crate.
+    Unsupported(Task),
+    /// A repeating task was posted with a zero interval. (The handed-back task runs the
+    /// closure once.)
+    InvalidInterval(Task),
 }
 
 impl PostError {
     /// The rejected task.
     pub fn into_task(self) -> Task {
         match self {
-            PostError::Closed(task) | PostError::Full(task) | PostError::NoCurrentRunner(task) => {
-                task
-            }
+            PostError::Closed(task)
+            | PostError::Full(task)
+            | PostError::NoCurrentRunner(task)
+            | PostError::Unsupported(task)
+            | PostError::InvalidInterval(task) => task,
         }
     }
 
@@ -62,9 +71,11 @@ impl PostError {
     /// Where the rejected task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
         match self {
-            PostError::Closed(task) | PostError::Full(task) | PostError::NoCurrentRunner(task) => {
-                task.location()
-            }
+            PostError::Closed(task)
+            | PostError::Full(task)
+            | PostError::NoCurrentRunner(task)
+            | PostError::Unsupported(task)
+            | PostError::InvalidInterval(task) => task.location(),
         }
     }
 }
@@ -76,6 +87,10 @@ impl fmt::Debug for PostError {
             PostError::Full(task) => f.debug_tuple("Full").field(task).finish(),
             PostError::NoCurrentRunner(task) => {
                 f.debug_tuple("NoCurrentRunner").field(task).finish()
+            }
+            PostError::Unsupported(task) => f.debug_tuple("Unsupported").field(task).finish(),
+            PostError::InvalidInterval(task) => {
+                f.debug_tuple("InvalidInterval").field(task).finish()
             }
         }
     }
@@ -93,6 +108,16 @@ impl fmt::Display for PostError {
             PostError::NoCurrentRunner(task) => write!(
                 f,
                 "task posted from {} rejected: no current runner to reply on",
+                task.location()
+            ),
+            PostError::Unsupported(task) => write!(
+                f,
+                "task posted from {} rejected: the runner has no timer for delayed tasks",
+                task.location()
+            ),
+            PostError::InvalidInterval(task) => write!(
+                f,
+                "repeating task posted from {} rejected: its interval is zero",
                 task.location()
             ),
         }

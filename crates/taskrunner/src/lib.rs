@@ -89,6 +89,36 @@
 //! [`patterns`] module (`docs/PATTERNS.md` in the repository); every pattern also has a
 //! self-checking program in `examples/`.
 //!
+//! # Time
+//!
+//! Delayed and repeating tasks run on the runner they were posted to, on the pool's [`Clock`].
+//! A delayed task returns a [`DelayedHandle`] (dropping it lets the task run; `cancel` stops
+//! it); a repeating task returns a [`RepeatingHandle`], and dropping that one stops the task:
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskrunner::{MissedTickPolicy, Repeat, TaskRunnerExt, TaskTraits, ThreadPool};
+//!
+//! let pool = ThreadPool::builder().workers(2).build()?;
+//! let seq = pool.sequenced_runner(TaskTraits::default());
+//!
+//! let later = seq.post_delayed_with_result(Duration::from_millis(5), || "later")?;
+//! let never = seq.post_delayed(Duration::from_secs(60), || unreachable!())?;
+//! assert!(never.cancel());                                      // dropped now, never runs
+//! assert_eq!(later.join()?, "later");
+//!
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! let rate = Repeat::at_fixed_rate(Duration::from_millis(2), MissedTickPolicy::Skip);
+//! let ticks = seq.post_repeating(rate, move || drop(tx.send(())))?;
+//! rx.iter().take(3).for_each(drop);                             // three ticks
+//! assert!(ticks.stop());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Tests do not sleep: with the `test-util` feature, `test_util::TestEnvironment` runs a pool
+//! on mock time (`fast_forward_by`, `run_until_idle`, `advance_clock`, `now`), with a watchdog
+//! for hung tests. The [`time`] module documents the schedules with timelines.
+//!
 //! # Where things are
 //!
 //! - [`ThreadPool`], [`ThreadPoolBuilder`], [`global`], [`ShutdownReport`]: the pool.
@@ -98,11 +128,15 @@
 //! - [`TaskHandle`]: a task's result, blocking or `.await`. [`TaskError`], [`PostError`],
 //!   [`WaitError`], [`BuildError`]: what can go wrong.
 //! - [`current_runner`], [`SequenceToken`]: where the current task runs.
+//! - [`Repeat`], [`MissedTickPolicy`], [`DelayedHandle`], [`RepeatingHandle`],
+//!   [`StopReason`], [`Clock`]: delayed and repeating tasks ([`time`]); `test_util` (feature
+//!   `test-util`): the mock-time test environment.
 //! - [`SequenceBound`] ([`SequencedRunner`]): a value owned by a sequence.
 //!   [`TaskRunnerExt::post_and_reply`]: task and reply. [`EventBus`]: typed publish/subscribe.
 //! - [`patterns`]: the guide.
 //!
-//! Internals: `pool/` holds the workers, the sequence state machine, sleep and wake and the
+//! Internals: `time/` holds the clock, the timer heap and entry state machine, the timer
+//! service thread and repeating tasks. `pool/` holds the workers, the sequence state machine, sleep and wake and the
 //! shutdown tracker; its `README.md` writes the protocols down. `sync` selects `std` or `loom`
 //! types so the protocols are model-checked (`RUSTFLAGS="--cfg loom"`).
 
@@ -121,6 +155,9 @@ mod sequence_bound;
 mod sequenced;
 mod sync;
 mod task;
+#[cfg(feature = "test-util")]
+pub mod test_util;
+pub mod time;
 
 #[cfg(all(test, loom))]
 mod tests;
@@ -139,3 +176,7 @@ pub use crate::runner::{RunnerHandle, SequencedRunner, TaskRunner, TaskRunnerExt
 pub use crate::sequence_bound::SequenceBound;
 pub use crate::sequenced::{SequencedRunnerBuilder, SequencedTaskRunner};
 pub use crate::task::{Priority, ShutdownBehavior, Task, TaskTraits};
+pub use crate::time::{
+    Clock, DelayedHandle, MissedTickPolicy, RealClock, Repeat, RepeatingHandle, StopReason,
+    TimerTarget,
+};

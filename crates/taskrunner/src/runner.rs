@@ -2,9 +2,13 @@
 //! [`RunnerHandle`], a handle to any kind of runner.
 
 use std::panic::Location;
+use std::time::Duration;
 
 use crate::current::SequenceToken;
-use crate::{PostError, SequencedTaskRunner, Task, TaskHandle};
+use crate::time::TimerTarget;
+use crate::{
+    DelayedHandle, PostError, Repeat, RepeatingHandle, SequencedTaskRunner, Task, TaskHandle,
+};
 
 /// Something tasks can be posted to.
 ///
@@ -33,6 +37,29 @@ pub trait TaskRunner: Send + Sync {
     /// Whether the runner has shut down (posts are rejected).
     fn is_closed(&self) -> bool {
         false
+    }
+
+    /// Queues `task` to be posted to this runner after `delay` (on the pool's
+    /// [`Clock`](crate::Clock)), through [`post_task`](TaskRunner::post_task), so it queues
+    /// behind the tasks posted before it expired.
+    ///
+    /// The default schedules on [`timer_target`](TaskRunner::timer_target) and returns
+    /// [`PostError::Unsupported`] when there is none. A closed runner returns
+    /// [`PostError::Closed`].
+    fn post_delayed_task(&self, task: Task, delay: Duration) -> Result<DelayedHandle, PostError> {
+        match self.timer_target() {
+            Some(target) => target.post_delayed(task, delay),
+            None if self.is_closed() => Err(PostError::Closed(task)),
+            None => Err(PostError::Unsupported(task)),
+        }
+    }
+
+    /// The timer service that holds this runner's delayed tasks, and how it reaches the runner
+    /// at expiry. Runners of this crate return one; the default (`None`) makes the delayed and
+    /// repeating helpers return [`PostError::Unsupported`]. A runner that wraps one of this
+    /// crate's runners can forward its target.
+    fn timer_target(&self) -> Option<TimerTarget> {
+        None
     }
 }
 
@@ -83,6 +110,107 @@ pub trait TaskRunnerExt: TaskRunner {
         let (handle, run) = TaskHandle::new(f, location, self.sequence_token());
         self.post_task(Task::with_location(run, location))?;
         Ok(handle)
+    }
+
+    /// Posts a closure to run after `delay`.
+    ///
+    /// The task runs no earlier than `delay` from now (on the pool's [`Clock`](crate::Clock));
+    /// at expiry it queues behind the tasks already posted to the runner, and delayed tasks with
+    /// equal deadlines run in posting order. Dropping the returned handle lets the task run;
+    /// [`DelayedHandle::cancel`] stops it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool};
+    ///
+    /// let pool = ThreadPool::builder().workers(1).build().unwrap();
+    /// let seq = pool.sequenced_runner(TaskTraits::default());
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// seq.post_delayed(Duration::from_millis(5), move || tx.send("later").unwrap()).unwrap();
+    /// let never = seq.post_delayed(Duration::from_secs(60), || unreachable!()).unwrap();
+    /// assert!(never.cancel());
+    /// assert_eq!(rx.recv().unwrap(), "later");
+    /// ```
+    #[track_caller]
+    fn post_delayed<F>(&self, delay: Duration, f: F) -> Result<DelayedHandle, PostError>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.post_delayed_task(Task::with_location(f, Location::caller()), delay)
+    }
+
+    /// Posts a closure to run after `delay` and returns a handle to its result, which resolves
+    /// after the task ran. [`TaskHandle::cancel`] before it starts means it never runs (its
+    /// closure is then dropped at the deadline).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool};
+    ///
+    /// let pool = ThreadPool::builder().workers(1).build().unwrap();
+    /// let seq = pool.sequenced_runner(TaskTraits::default());
+    /// let h = seq.post_delayed_with_result(Duration::from_millis(5), || 6 * 7).unwrap();
+    /// assert_eq!(h.join().unwrap(), 42);
+    /// ```
+    #[track_caller]
+    fn post_delayed_with_result<F, T>(
+        &self,
+        delay: Duration,
+        f: F,
+    ) -> Result<TaskHandle<T>, PostError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let location = Location::caller();
+        let (handle, run) = TaskHandle::new(f, location, self.sequence_token());
+        // The handle alone decides cancellation; the timer entry is detached.
+        drop(self.post_delayed_task(Task::with_location(run, location), delay)?);
+        Ok(handle)
+    }
+
+    /// Runs `f` repeatedly on this runner, as `repeat` says (interval, initial delay, fixed
+    /// delay or fixed rate with a missed-tick policy).
+    ///
+    /// The returned handle stops it; **dropping the handle stops it too**, unless
+    /// [`RepeatingHandle::detach`] was called. It also stops when the runner or its pool shuts
+    /// down, and when `f` panics ([`RepeatingHandle::stop_reason`] says which). A zero interval
+    /// returns [`PostError::InvalidInterval`]. On error the handed-back task runs `f` once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskrunner::{Repeat, TaskRunnerExt, TaskTraits, ThreadPool};
+    ///
+    /// let pool = ThreadPool::builder().workers(1).build().unwrap();
+    /// let seq = pool.sequenced_runner(TaskTraits::default());
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let mut n = 0;
+    /// let every = seq
+    ///     .post_repeating(Repeat::every(Duration::from_millis(1)), move || {
+    ///         n += 1;
+    ///         let _ = tx.send(n);
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(rx.iter().take(3).collect::<Vec<_>>(), [1, 2, 3]);
+    /// assert!(every.stop());
+    /// ```
+    #[track_caller]
+    fn post_repeating<F>(&self, repeat: Repeat, f: F) -> Result<RepeatingHandle, PostError>
+    where
+        F: FnMut() + Send + 'static,
+    {
+        let location = Location::caller();
+        match self.timer_target() {
+            Some(target) => RepeatingHandle::start(target, repeat, Box::new(f), location),
+            None => {
+                let task = Task::with_location(f, location);
+                Err(if self.is_closed() {
+                    PostError::Closed(task)
+                } else {
+                    PostError::Unsupported(task)
+                })
+            }
+        }
     }
 
     /// Posts `task` to this runner; when it has run, posts `reply` with its result to the
@@ -246,6 +374,12 @@ impl TaskRunner for RunnerHandle {
     fn is_closed(&self) -> bool {
         match &self.kind {
             RunnerKind::Sequenced(runner) => runner.is_closed(),
+        }
+    }
+
+    fn timer_target(&self) -> Option<TimerTarget> {
+        match &self.kind {
+            RunnerKind::Sequenced(runner) => runner.timer_target(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::current::{self, SequenceToken};
 use crate::pool::{Sequence, Shared};
 use crate::sync::Arc;
+use crate::time::TimerTarget;
 use crate::{BuildError, PostError, Task, TaskRunner, TaskRunnerExt, TaskTraits, WaitError};
 
 /// Runs its tasks one at a time, in posting order, on the threads of a pool.
@@ -156,6 +157,13 @@ impl TaskRunner for SequencedTaskRunner {
 
     fn is_closed(&self) -> bool {
         self.sequence.is_closed()
+    }
+
+    fn timer_target(&self) -> Option<TimerTarget> {
+        Some(TimerTarget::new(
+            self.sequence.pool().timer().clone(),
+            std::sync::Arc::new(self.clone()),
+        ))
     }
 }
 

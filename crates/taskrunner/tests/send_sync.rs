@@ -17,8 +17,20 @@ fn public_types_are_send_and_sync() {
     send_sync::<ShutdownReport>();
     send_sync::<TaskTraits>();
     send_sync::<SequenceToken>();
-    send::<Task>();
-    send::<PostError>();
+    send_sync::<DelayedHandle>();
+    send_sync::<RepeatingHandle>();
+    send_sync::<Repeat>();
+    send_sync::<MissedTickPolicy>();
+    send_sync::<StopReason>();
+    send_sync::<RealClock>();
+    send_sync::<TimerTarget>();
+    #[cfg(feature = "test-util")]
+    {
+        send_sync::<taskrunner::test_util::TestEnvironment>();
+        send::<taskrunner::test_util::TestEnvironmentBuilder>();
+    }
+    send_sync::<Task>();
+    send_sync::<PostError>();
     send::<ThreadPoolBuilder>();
     send::<SequencedRunnerBuilder>();
 }

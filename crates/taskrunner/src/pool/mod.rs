@@ -18,6 +18,7 @@ use crossbeam_utils::CachePadded;
 use crate::error::panic_message;
 use crate::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc, Condvar, Mutex, Queue};
+use crate::time::{Clock, RealClock, TimerService, TimerTarget};
 use crate::{BuildError, PostError, Priority, SequencedTaskRunner, Task, TaskRunner, TaskTraits};
 
 pub(crate) use sequence::{Release, Sequence};
@@ -95,7 +96,7 @@ pub(crate) struct Shared {
     name: std::sync::Arc<str>,
     queues: [Queue<Source>; Priority::COUNT],
     sleep: Sleep,
-    tracker: Tracker,
+    tracker: std::sync::Arc<Tracker>,
     workers: Box<[CachePadded<WorkerSlot>]>,
     live_workers: AtomicUsize,
     exits: Mutex<Exits>,
@@ -104,6 +105,13 @@ pub(crate) struct Shared {
     runner_events: Mutex<u64>,
     runner_events_changed: Condvar,
     panic_handler: PanicHandler,
+    /// The pool's clock and its timer service (delayed and repeating tasks; see `time/`).
+    clock: std::sync::Arc<dyn Clock>,
+    timer: std::sync::Arc<TimerService>,
+    /// Test environment only: count sources queued or running, so `sources_idle` can tell when
+    /// the pool has nothing left to do. Off (one predictable branch) in normal pools.
+    track_busy: bool,
+    busy_sources: AtomicUsize,
 }
 
 impl fmt::Debug for Shared {
@@ -125,13 +133,52 @@ impl Shared {
         self.tracker.is_accepting()
     }
 
+    pub(crate) fn timer(&self) -> &std::sync::Arc<TimerService> {
+        &self.timer
+    }
+
+    /// Posts a one-off task with the default traits.
+    fn post_pool_task(&self, task: Task) -> Result<(), PostError> {
+        if !self.is_accepting() {
+            return Err(PostError::Closed(task));
+        }
+        let traits = TaskTraits::default();
+        self.schedule(Source::Task(task, traits), traits.priority());
+        Ok(())
+    }
+
     /// Queues a ready source and wakes a worker if none is awake to find it.
     #[inline]
     pub(crate) fn schedule(&self, source: Source, priority: Priority) {
+        if self.track_busy {
+            self.busy_sources.fetch_add(1, Ordering::AcqRel);
+        }
         self.queues[priority.index()].push(source);
         if self.sleep.notify_one() == Notified::Terminated {
             self.drain_after_termination();
         }
+    }
+
+    /// A worker finished with a source it popped (ran, re-queued or drained it).
+    #[inline]
+    pub(crate) fn source_finished(&self) {
+        if self.track_busy && self.busy_sources.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.notify_runner_event();
+        }
+    }
+
+    /// Test environment: waits until no source is queued or running (every task posted so
+    /// far, and every task those posted, has run). False if `deadline` passed first.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn wait_sources_idle(&self, deadline: Instant) -> bool {
+        debug_assert!(self.track_busy);
+        self.wait_runner_event(Some(deadline), || self.busy_sources.load(Ordering::Acquire) == 0)
+    }
+
+    /// Test environment: how many sources are queued or running.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn busy_sources(&self) -> usize {
+        self.busy_sources.load(Ordering::Acquire)
     }
 
     /// Any source queued, at any priority.
@@ -219,6 +266,8 @@ impl Shared {
 
     fn begin_shutdown(&self) {
         self.tracker.begin_shutdown();
+        // Pending delayed tasks are dropped and counted now, before any report is made.
+        self.timer.shutdown();
         self.sleep.shutdown();
         self.notify_runner_event();
     }
@@ -270,6 +319,7 @@ impl Shared {
         for handle in handles {
             let _ = handle.join();
         }
+        self.timer.join();
         self.tracker.report(self.ran(), still_running, timed_out)
     }
 }
@@ -343,6 +393,21 @@ impl ThreadPool {
         crate::SequencedRunnerBuilder::new(self.owner.shared.clone())
     }
 
+    /// The current time on the pool's [`Clock`] (mock time under the test environment).
+    pub fn now(&self) -> Instant {
+        self.owner.shared.clock.now()
+    }
+
+    /// The pool's clock, for code that runs in its tasks and needs its notion of time.
+    pub fn clock(&self) -> std::sync::Arc<dyn Clock> {
+        self.owner.shared.clock.clone()
+    }
+
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.owner.shared
+    }
+
     /// Whether shutdown has started.
     pub fn is_shut_down(&self) -> bool {
         !self.owner.shared.is_accepting()
@@ -366,17 +431,34 @@ impl ThreadPool {
 /// with each other (no sequence).
 impl TaskRunner for ThreadPool {
     fn post_task(&self, task: Task) -> Result<(), PostError> {
-        let shared = &self.owner.shared;
-        if !shared.is_accepting() {
-            return Err(PostError::Closed(task));
-        }
-        let traits = TaskTraits::default();
-        shared.schedule(Source::Task(task, traits), traits.priority());
-        Ok(())
+        self.owner.shared.post_pool_task(task)
     }
 
     fn is_closed(&self) -> bool {
         !self.owner.shared.is_accepting()
+    }
+
+    fn timer_target(&self) -> Option<TimerTarget> {
+        let shared = &self.owner.shared;
+        Some(TimerTarget::new(
+            shared.timer.clone(),
+            std::sync::Arc::new(PoolRunner(shared.clone())),
+        ))
+    }
+}
+
+/// What the timer posts a pool's delayed one-off tasks to: the pool's shared state, not a
+/// `ThreadPool` handle, so a pending timer does not keep the pool from shutting down when its
+/// last handle is dropped.
+struct PoolRunner(Arc<Shared>);
+
+impl TaskRunner for PoolRunner {
+    fn post_task(&self, task: Task) -> Result<(), PostError> {
+        self.0.post_pool_task(task)
+    }
+
+    fn is_closed(&self) -> bool {
+        !self.0.is_accepting()
     }
 }
 
@@ -401,6 +483,9 @@ pub struct ThreadPoolBuilder {
     workers: Option<usize>,
     thread_name: Option<ThreadNamer>,
     panic_handler: Option<PanicHandler>,
+    clock: Option<std::sync::Arc<dyn Clock>>,
+    /// Test environment: timers fired by the environment, busy sources counted.
+    test_mode: bool,
 }
 
 impl Default for ThreadPoolBuilder {
@@ -410,6 +495,8 @@ impl Default for ThreadPoolBuilder {
             workers: None,
             thread_name: None,
             panic_handler: None,
+            clock: None,
+            test_mode: false,
         }
     }
 }
@@ -453,6 +540,20 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// The clock delayed and repeating tasks are scheduled on. Default: [`RealClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(std::sync::Arc::new(clock));
+        self
+    }
+
+    /// Test environment: use `clock`, let the environment fire timers, count busy sources.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn test_mode(mut self, clock: std::sync::Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self.test_mode = true;
+        self
+    }
+
     /// Starts the pool's threads.
     pub fn build(self) -> Result<ThreadPool, BuildError> {
         let workers = match self.workers {
@@ -467,12 +568,21 @@ impl ThreadPoolBuilder {
             None => default_workers(),
         };
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let tracker = std::sync::Arc::new(Tracker::new());
+        let clock = self.clock.unwrap_or_else(|| std::sync::Arc::new(RealClock));
+        let skipped_to = tracker.clone();
+        let timer = std::sync::Arc::new(TimerService::new(
+            format!("{}-timer", self.name),
+            clock.clone(),
+            self.test_mode,
+            Box::new(move |location| skipped_to.record_skipped(location)),
+        ));
         let shared = Arc::new(Shared {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             name: std::sync::Arc::from(self.name.as_str()),
             queues: [Queue::new(), Queue::new(), Queue::new()],
             sleep: Sleep::new(workers),
-            tracker: Tracker::new(),
+            tracker,
             workers: (0..workers).map(|_| CachePadded::new(WorkerSlot::default())).collect(),
             live_workers: AtomicUsize::new(workers),
             exits: Mutex::new(Exits {
@@ -485,6 +595,10 @@ impl ThreadPoolBuilder {
             panic_handler: self
                 .panic_handler
                 .unwrap_or_else(|| Box::new(|report| eprintln!("{report}"))),
+            clock,
+            timer,
+            track_busy: self.test_mode,
+            busy_sources: AtomicUsize::new(0),
         });
         for index in 0..workers {
             let thread_name = match &self.thread_name {

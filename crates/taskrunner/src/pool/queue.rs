@@ -2,7 +2,7 @@
 //!
 //! Tasks are stored by value (64 bytes each, closures inline) in blocks of `BLOCK_CAP` slots,
 //! linked in a list. Producers claim a slot with a compare-and-swap on the tail position, write
-//! the task, and mark the slot ready; the one consumer (the worker that owns the sequence, see
+//! the task, and stamp the slot with its position; the one consumer (the worker that owns the sequence, see
 //! `sequence.rs`) reads slots in order without any read-modify-write. A block the consumer has
 //! finished goes back into a one-block cache that the next block install takes from, so a
 //! queue that keeps flowing allocates nothing; an idle, never-used queue owns no block at all.
@@ -25,13 +25,14 @@
 //! it as `head_block`). CAS `tail` from `p` to `p + 1`; on success the slot at `p` is ours.
 //! The producer that claims the last slot of a block installs the next one *before* writing its
 //! slot: `tail_block = next`, `tail += 1` (skipping the marker), `block.next = next`. Then it
-//! writes the task and sets the slot's `ready` flag (release).
+//! writes the task and stores `position + 1` in the slot's stamp (release).
 //!
-//! Pop (consumer only): if the head slot is not ready, return `None` — the queue is empty, or a
+//! Pop (consumer only, through a `Cursor` it writes back once per batch): if the head slot's
+//! stamp is not `head + 1`, return `None` — the queue is empty, or a
 //! producer claimed the slot and is still writing it. The consumer never waits for a producer
 //! (one descheduled mid-push must not hold a worker): the producer notifies the sequence after
 //! its write, and the sequence's state machine (`sequence.rs`) turns that into another pop.
-//! Otherwise it moves the task out, clears the flag, and advances `head`; after the last slot
+//! Otherwise it moves the task out and advances `head`; after the last slot
 //! of a block it follows `block.next` (already set, see push) and recycles the old block.
 //!
 //! A block is recycled only after the consumer read all its slots, and a producer touches a
@@ -43,7 +44,7 @@
 use std::mem::MaybeUninit;
 use std::ptr;
 
-use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use crate::sync::{Backoff, UnsafeCell};
 use crate::Task;
 
@@ -55,7 +56,9 @@ const LAP: usize = BLOCK_CAP + 1;
 
 struct Slot {
     task: UnsafeCell<MaybeUninit<Task>>,
-    ready: AtomicBool,
+    /// `position + 1` once the task for `position` is written. Positions only grow, so a
+    /// recycled block's old stamps never match, and the consumer need not clear them.
+    stamp: AtomicUsize,
 }
 
 struct Block {
@@ -69,7 +72,7 @@ impl Block {
             next: AtomicPtr::new(ptr::null_mut()),
             slots: std::array::from_fn(|_| Slot {
                 task: UnsafeCell::new(MaybeUninit::uninit()),
-                ready: AtomicBool::new(false),
+                stamp: AtomicUsize::new(0),
             }),
         })
     }
@@ -80,18 +83,31 @@ fn slots_before(position: usize) -> usize {
     position / LAP * BLOCK_CAP + (position % LAP).min(BLOCK_CAP)
 }
 
+/// Field order matters (`repr(C)`): the consumer's fields come first and the producers' last,
+/// so that the sequence can place its own quiet fields before and its hot state word after
+/// (see `Sequence`).
+#[repr(C)]
 pub(crate) struct TaskQueue {
+    /// A finished block kept for the next install.
+    spare: AtomicPtr<Block>,
+    /// Next position the consumer reads. Written by the consumer, once per batch (see
+    /// `Cursor`), so producers' cache lines are not disturbed on every pop.
+    head: AtomicUsize,
+    /// The block holding `head`'s lap. Written by the consumer (and once by the producer
+    /// that installs the first block).
+    head_block: AtomicPtr<Block>,
     /// Next position producers claim.
     tail: AtomicUsize,
     /// The block holding `tail`'s lap (null until the first push).
     tail_block: AtomicPtr<Block>,
-    /// Next position the consumer reads. Written by the consumer only.
-    head: AtomicUsize,
-    /// The block holding `head`'s lap. Written by the consumer only (and once by the producer
-    /// that installs the first block).
-    head_block: AtomicPtr<Block>,
-    /// A finished block kept for the next install.
-    spare: AtomicPtr<Block>,
+}
+
+/// The consumer's position while it pops a batch, kept in the worker's registers and written
+/// back to the queue by [`TaskQueue::store_cursor`].
+#[derive(Debug)]
+pub(crate) struct Cursor {
+    head: usize,
+    block: *mut Block,
 }
 
 impl std::fmt::Debug for TaskQueue {
@@ -103,11 +119,11 @@ impl std::fmt::Debug for TaskQueue {
 impl TaskQueue {
     pub(crate) fn new() -> TaskQueue {
         TaskQueue {
-            tail: AtomicUsize::new(0),
-            tail_block: AtomicPtr::new(ptr::null_mut()),
+            spare: AtomicPtr::new(ptr::null_mut()),
             head: AtomicUsize::new(0),
             head_block: AtomicPtr::new(ptr::null_mut()),
-            spare: AtomicPtr::new(ptr::null_mut()),
+            tail: AtomicUsize::new(0),
+            tail_block: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -210,7 +226,7 @@ impl TaskQueue {
         task: Task,
     ) {
         // SAFETY: per the caller's contract `block` is live until the consumer has read this
-        // slot, which cannot happen before `ready` is set below.
+        // slot, which cannot happen before its stamp is set below.
         let block = unsafe { &*block };
         if offset + 1 == BLOCK_CAP {
             // Last slot: install the next block before anything else (producers wait on the
@@ -222,58 +238,88 @@ impl TaskQueue {
             self.put_block(next_block);
         }
         let slot = &block.slots[offset];
-        // SAFETY: the slot is ours (see above) and not ready, so the consumer does not read it.
+        // SAFETY: the slot is ours (see above) and its stamp is not yet `tail + 1`, so the
+        // consumer does not read it.
         slot.task.with_mut(|cell| unsafe { (*cell).write(task) });
-        slot.ready.store(true, Ordering::Release);
+        slot.stamp.store(tail + 1, Ordering::Release);
     }
 
-    /// Takes the next task. Consumer only: the caller must be the sole consumer (the worker
-    /// that owns the sequence).
-    pub(crate) fn pop(&self) -> Option<Task> {
-        let head = self.head.load(Ordering::Relaxed);
-        let block = self.head_block.load(Ordering::Acquire);
-        if block.is_null() {
-            return None; // never pushed to
+    /// The consumer's position, to pop a batch with. Consumer only: the caller must be the
+    /// sole consumer (the worker that owns the sequence), and must hand the cursor back with
+    /// `store_cursor` before it gives the sequence up.
+    #[inline]
+    pub(crate) fn cursor(&self) -> Cursor {
+        Cursor {
+            head: self.head.load(Ordering::Relaxed),
+            block: self.head_block.load(Ordering::Acquire),
         }
-        let offset = head % LAP;
+    }
+
+    /// Publishes the consumer's position (for `is_empty`, `len`, and the next owner).
+    #[inline]
+    pub(crate) fn store_cursor(&self, cursor: &Cursor) {
+        // A null block means no block existed when the cursor was taken; the producer that
+        // installs the first one publishes it itself, and must not be overwritten.
+        if !cursor.block.is_null() {
+            self.head_block.store(cursor.block, Ordering::Release);
+        }
+        self.head.store(cursor.head, Ordering::Release);
+    }
+
+    /// The head slot, if a block exists yet.
+    #[inline]
+    fn head_slot(&self, cursor: &mut Cursor) -> Option<&Slot> {
+        if cursor.block.is_null() {
+            // Never pushed to, or pushed to after the cursor was taken.
+            cursor.block = self.head_block.load(Ordering::Acquire);
+            if cursor.block.is_null() {
+                return None;
+            }
+        }
+        let offset = cursor.head % LAP;
         debug_assert!(offset < BLOCK_CAP, "the consumer skips marker positions");
-        // SAFETY: the head block stays live until the consumer (us) recycles it.
-        let block_ref = unsafe { &*block };
-        let slot = &block_ref.slots[offset];
-        if !slot.ready.load(Ordering::Acquire) {
+        // SAFETY: the head block stays live until the consumer (the caller) recycles it.
+        Some(unsafe { &(*cursor.block).slots[offset] })
+    }
+
+    /// Whether the head slot holds a written task. Consumer only.
+    #[inline]
+    pub(crate) fn is_ready(&self, cursor: &mut Cursor) -> bool {
+        let head = cursor.head;
+        self.head_slot(cursor).is_some_and(|slot| slot.stamp.load(Ordering::Acquire) == head + 1)
+    }
+
+    /// Takes the next task at `cursor`. Consumer only (see `cursor`).
+    #[inline]
+    pub(crate) fn pop(&self, cursor: &mut Cursor) -> Option<Task> {
+        let head = cursor.head;
+        let slot = self.head_slot(cursor)?;
+        if slot.stamp.load(Ordering::Acquire) != head + 1 {
             // Empty, or claimed by a producer that has not finished writing. The consumer never
             // waits for a producer: that producer notifies the sequence after writing (see
             // `sequence.rs`), so the task is picked up then.
             return None;
         }
-        // SAFETY: `ready` (acquire) says the producer finished writing the task; we are the only
-        // reader, and clearing `ready` below hands the slot back for the block's next lap.
+        // SAFETY: the stamp (acquire) says the producer finished writing the task; we are the
+        // only reader, and the slot is not written again before the block's next lap.
         let task = slot.task.with_mut(|cell| unsafe { (*cell).assume_init_read() });
-        slot.ready.store(false, Ordering::Relaxed);
-        if offset + 1 == BLOCK_CAP {
-            // The producer of the last slot set `next` before marking the slot ready.
+        if head % LAP + 1 == BLOCK_CAP {
+            // The producer of the last slot set `next` before stamping the slot.
+            let block = cursor.block;
+            // SAFETY: as in `head_slot`; the block is recycled only below, after this read.
+            let block_ref = unsafe { &*block };
             let next = block_ref.next.load(Ordering::Acquire);
             debug_assert!(!next.is_null());
             block_ref.next.store(ptr::null_mut(), Ordering::Relaxed);
-            self.head_block.store(next, Ordering::Release);
-            self.head.store(head + 2, Ordering::Release);
+            cursor.block = next;
+            cursor.head = head + 2;
+            // Publish the new head block before the old one can be reused.
+            self.store_cursor(cursor);
             self.put_block(block);
         } else {
-            self.head.store(head + 1, Ordering::Release);
+            cursor.head = head + 1;
         }
         Some(task)
-    }
-
-    /// Whether the head slot holds a written task. Consumer only.
-    #[inline]
-    pub(crate) fn head_is_ready(&self) -> bool {
-        let block = self.head_block.load(Ordering::Acquire);
-        if block.is_null() {
-            return false;
-        }
-        let offset = self.head.load(Ordering::Relaxed) % LAP;
-        // SAFETY: the head block stays live until the consumer (the caller) recycles it.
-        unsafe { (*block).slots[offset].ready.load(Ordering::Acquire) }
     }
 
     /// Whether no task is queued (a claimed slot being written counts as queued). Safe from
@@ -293,7 +339,9 @@ impl TaskQueue {
 impl Drop for TaskQueue {
     fn drop(&mut self) {
         // Exclusive access: drop the queued tasks, then the blocks.
-        while self.pop().is_some() {}
+        let mut cursor = self.cursor();
+        while self.pop(&mut cursor).is_some() {}
+        self.store_cursor(&cursor);
         let head_block = self.head_block.load(Ordering::Relaxed);
         if !head_block.is_null() {
             // SAFETY: after draining, the head block is the last one and nothing refers to it.
@@ -323,7 +371,7 @@ mod tests {
     fn fifo_across_many_blocks_with_len() {
         let queue = TaskQueue::new();
         assert!(queue.is_empty());
-        assert!(queue.pop().is_none());
+        assert!(queue.pop(&mut queue.cursor()).is_none());
         let (tx, rx) = mpsc::channel();
         for round in 0..3 {
             for i in 0..(BLOCK_CAP * 5 + 3) {
@@ -331,10 +379,12 @@ mod tests {
                 assert_eq!(queue.len(), i + 1);
             }
             let mut n = 0;
-            while let Some(t) = queue.pop() {
+            let mut cursor = queue.cursor();
+            while let Some(t) = queue.pop(&mut cursor) {
                 t.run();
                 n += 1;
             }
+            queue.store_cursor(&cursor);
             assert_eq!(n, BLOCK_CAP * 5 + 3);
             assert!(queue.is_empty());
             assert_eq!(queue.len(), 0);
@@ -359,7 +409,9 @@ mod tests {
             let c = Counted(drops.clone());
             queue.push(Task::new(move || drop(c)));
         }
-        drop(queue.pop());
+        let mut cursor = queue.cursor();
+        drop(queue.pop(&mut cursor));
+        queue.store_cursor(&cursor);
         drop(queue);
         assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), BLOCK_CAP * 2 + 1);
     }
@@ -382,8 +434,9 @@ mod tests {
             .collect();
         let mut next = [0usize; PRODUCERS];
         let mut received = 0;
+        let mut cursor = queue.cursor();
         while received < PRODUCERS * EACH {
-            match queue.pop() {
+            match queue.pop(&mut cursor) {
                 Some(t) => {
                     t.run();
                     let (p, i) = rx.recv().unwrap();
@@ -397,7 +450,9 @@ mod tests {
         for producer in producers {
             producer.join().unwrap();
         }
-        assert!(queue.pop().is_none());
+        assert!(queue.pop(&mut cursor).is_none());
+        queue.store_cursor(&cursor);
+        assert!(queue.is_empty());
         assert_eq!(next, [EACH; PRODUCERS]);
     }
 }

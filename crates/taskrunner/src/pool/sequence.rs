@@ -35,11 +35,11 @@
 //! with acquire ordering. Each task therefore happens-before the next.
 
 use crate::current::SequenceToken;
-use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::{PostError, Task, TaskTraits};
 
-use super::queue::TaskQueue;
+use super::queue::{Cursor, TaskQueue};
 use super::{Shared, Source};
 
 const SCHEDULED: usize = 1;
@@ -55,13 +55,49 @@ pub(crate) enum Release {
     Reacquired,
 }
 
+/// Field order matters (`repr(C)`): fields the owner reads for every task (`closed`, `pool`,
+/// `name`) come first, the queue's consumer fields next, and the fields every post writes (the
+/// queue's tail, then `state`) last, at least 64 bytes after `closed`, so that posting threads
+/// and the running worker do not fight over one cache line.
+#[repr(C)]
 pub(crate) struct Sequence {
-    state: AtomicUsize,
-    queue: TaskQueue,
-    pool: Arc<Shared>,
+    /// `CLOSED`, repeated where the owner can read it on every task without touching the cache
+    /// line that posters write.
+    closed: AtomicBool,
     traits: TaskTraits,
-    token: SequenceToken,
+    pool: Arc<Shared>,
     name: Option<std::sync::Arc<str>>,
+    token: SequenceToken,
+    queue: TaskQueue,
+    state: AtomicUsize,
+}
+
+/// The owner's access to the queue for one batch. It keeps the queue position locally and
+/// writes it back when dropped, which must happen before the sequence is released or handed
+/// to another worker.
+pub(crate) struct Consumer<'a> {
+    queue: &'a TaskQueue,
+    cursor: Cursor,
+}
+
+impl Consumer<'_> {
+    /// The next ready task.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<Task> {
+        self.queue.pop(&mut self.cursor)
+    }
+
+    /// Whether the next task is ready.
+    #[inline]
+    pub(crate) fn has_ready_task(&mut self) -> bool {
+        self.queue.is_ready(&mut self.cursor)
+    }
+}
+
+impl Drop for Consumer<'_> {
+    fn drop(&mut self) {
+        self.queue.store_cursor(&self.cursor);
+    }
 }
 
 impl std::fmt::Debug for Sequence {
@@ -81,12 +117,13 @@ impl Sequence {
         name: Option<std::sync::Arc<str>>,
     ) -> Sequence {
         Sequence {
-            state: AtomicUsize::new(0),
-            queue: TaskQueue::new(),
-            pool,
+            closed: AtomicBool::new(false),
             traits,
-            token: SequenceToken::next(),
+            pool,
             name,
+            token: SequenceToken::next(),
+            queue: TaskQueue::new(),
+            state: AtomicUsize::new(0),
         }
     }
 
@@ -103,17 +140,11 @@ impl Sequence {
         Ok(())
     }
 
-    /// The next task. Only the thread that owns the sequence (holds `SCHEDULED`) may call
-    /// this: the queue has a single consumer.
+    /// Access to the queue for one batch. Only the thread that owns the sequence (holds
+    /// `SCHEDULED`) may call this: the queue has a single consumer.
     #[inline]
-    pub(crate) fn pop(&self) -> Option<Task> {
-        self.queue.pop()
-    }
-
-    /// Whether the head task is ready to pop. Owner only (like `pop`).
-    #[inline]
-    pub(crate) fn has_ready_task(&self) -> bool {
-        self.queue.head_is_ready()
+    pub(crate) fn consumer(&self) -> Consumer<'_> {
+        Consumer { queue: &self.queue, cursor: self.queue.cursor() }
     }
 
     /// Transition `release`: the owner's pop found no ready task; it gives the sequence up
@@ -137,11 +168,19 @@ impl Sequence {
 
     /// Transition `close`: no post is accepted from now on. Idempotent, never blocks.
     pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         let prev = self.state.fetch_or(CLOSED, Ordering::AcqRel);
         if prev & (CLOSED | SCHEDULED) == 0 {
             // Idle: it has terminated right now.
             self.pool.notify_runner_event();
         }
+    }
+
+    /// The owner's per-task check: the runner was shut down, or its pool is shutting down.
+    /// Reads no cache line that posts write.
+    #[inline]
+    pub(crate) fn is_closed_for_owner(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || !self.pool.is_accepting()
     }
 
     /// The runner was shut down, or its pool is shutting down.
@@ -181,6 +220,15 @@ impl Sequence {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn posts_and_the_owner_touch_different_cache_lines() {
+        let base = std::mem::offset_of!(Sequence, closed);
+        let hot = std::mem::offset_of!(Sequence, queue) + std::mem::size_of::<TaskQueue>()
+            - 2 * std::mem::size_of::<usize>();
+        assert!(hot - base >= 64, "closed at {base}, the queue's tail at {hot}");
+        assert!(std::mem::offset_of!(Sequence, state) > hot);
+    }
 
     #[test]
     fn an_idle_sequence_fits_in_128_bytes_of_heap() {

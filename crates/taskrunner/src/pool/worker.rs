@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::sequence::Consumer;
 use super::sleep::Registered;
 use super::{Release, Sequence, Shared, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED};
 use crate::current;
@@ -164,6 +165,11 @@ impl Worker {
     }
 
     fn run_source(&mut self, source: Source) {
+        self.run_source_inner(source);
+        self.shared.source_finished();
+    }
+
+    fn run_source_inner(&mut self, source: Source) {
         match source {
             Source::Sequence(sequence) => self.run_sequence(sequence),
             Source::Task(task, traits) => {
@@ -199,7 +205,6 @@ impl Worker {
                     break;
                 }
                 BatchEnd::Budget => continue,
-                BatchEnd::Empty if self.linger(&sequence) => continue,
                 BatchEnd::Empty => match sequence.release() {
                     Release::Released => break,
                     Release::Reacquired => continue,
@@ -212,10 +217,10 @@ impl Worker {
     /// Polls the owned sequence's empty queue a little before releasing it. True if a task
     /// arrived.
     #[inline]
-    fn linger(&self, sequence: &Sequence) -> bool {
+    fn linger(consumer: &mut Consumer<'_>) -> bool {
         for _ in 0..LINGER_POLLS {
             spin_hint();
-            if sequence.has_ready_task() {
+            if consumer.has_ready_task() {
                 return true;
             }
         }
@@ -227,15 +232,20 @@ impl Worker {
     fn run_batch(&self, sequence: &Sequence, behavior: ShutdownBehavior) -> (u64, BatchEnd) {
         #[cfg(not(loom))]
         let started = std::time::Instant::now();
+        let mut consumer = sequence.consumer();
         let mut popped = 0;
         let mut ran = 0;
         loop {
             if popped == BATCH {
                 return (ran, BatchEnd::Budget);
             }
-            let Some(task) = sequence.pop() else { return (ran, BatchEnd::Empty) };
+            let task = match consumer.pop() {
+                Some(task) => task,
+                None if Self::linger(&mut consumer) => continue,
+                None => return (ran, BatchEnd::Empty),
+            };
             popped += 1;
-            if self.shared.tracker.should_run(behavior, sequence.is_closed()) {
+            if self.shared.tracker.should_run(behavior, sequence.is_closed_for_owner()) {
                 run_task(&self.shared, sequence.name(), task);
                 ran += 1;
             } else {
@@ -305,11 +315,19 @@ fn skip_task(shared: &Shared, task: Task) {
 
 /// Drops every task of a source popped after termination (see `Shared::drain_after_termination`).
 pub(super) fn drain_source(shared: &Shared, source: Source) {
+    drain_source_inner(shared, source);
+    shared.source_finished();
+}
+
+fn drain_source_inner(shared: &Shared, source: Source) {
     match source {
         Source::Task(task, _) => skip_task(shared, task),
         Source::Sequence(sequence) => loop {
-            while let Some(task) = sequence.pop() {
-                skip_task(shared, task);
+            {
+                let mut consumer = sequence.consumer();
+                while let Some(task) = consumer.pop() {
+                    skip_task(shared, task);
+                }
             }
             if sequence.release() == Release::Released {
                 break;

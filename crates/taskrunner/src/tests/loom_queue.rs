@@ -14,10 +14,12 @@ use crate::sync::{thread, Arc};
 use crate::Task;
 
 fn drain(queue: &TaskQueue, rx: &mpsc::Receiver<(usize, usize)>, seen: &mut Vec<(usize, usize)>) {
-    while let Some(task) = queue.pop() {
+    let mut cursor = queue.cursor();
+    while let Some(task) = queue.pop(&mut cursor) {
         task.run();
         seen.push(rx.try_recv().unwrap());
     }
+    queue.store_cursor(&cursor);
 }
 
 /// Two producers race for the first block's install and for its two slots (the second claim

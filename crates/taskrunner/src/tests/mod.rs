@@ -6,6 +6,7 @@ mod loom_handle;
 mod loom_queue;
 mod loom_sequence;
 mod loom_shutdown;
+mod loom_timer;
 
 /// A model builder with a preemption bound that keeps each model within seconds while still
 /// covering every interleaving with up to that many forced preemptions (the
