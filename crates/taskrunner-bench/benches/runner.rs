@@ -11,7 +11,10 @@
 //!   round trip.
 //! - `fanout`: post one task to each of N sequences and wait until all have run.
 //!
-//! Timer insert/fire is not benchmarked yet: the core has no delayed tasks so far.
+//! - `timer/insert`: the caller's cost of `post_delayed` with a far deadline (a fresh pool per
+//!   sample; shutting it down drops the pending timers, unmeasured).
+//! - `timer/fire`: `post_delayed_with_result(1 µs, ..).join()`: insert, the timer service
+//!   firing, the task running and the result coming back.
 //!
 //! Sample sizes are small so a full `cargo bench -p taskrunner-bench` stays around a minute on
 //! a two-core machine.
@@ -195,6 +198,39 @@ fn fanout(c: &mut Criterion) {
     let _report = pool.shutdown();
 }
 
+fn timer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("timer");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("insert", |b| {
+        b.iter_custom(|iters| {
+            let pool = pool();
+            let seq = pool.sequenced_runner(TaskTraits::default());
+            let start = Instant::now();
+            for _ in 0..iters {
+                let handle = seq.post_delayed(Duration::from_secs(3600), || {}).expect("post");
+                std::hint::black_box(&handle);
+                // Dropping the handle leaves the timer pending (only `cancel` cancels).
+            }
+            let elapsed = start.elapsed();
+            let _report = pool.shutdown();
+            elapsed
+        })
+    });
+    group.finish();
+
+    let pool = pool();
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    c.bench_function("timer/fire", |b| {
+        b.iter(|| {
+            seq.post_delayed_with_result(Duration::from_micros(1), || 1u64)
+                .expect("post")
+                .join()
+                .expect("join")
+        })
+    });
+    let _report = pool.shutdown();
+}
+
 // `criterion_group!` defines an undocumented `pub fn benches`.
 #[allow(missing_docs)]
 mod group {
@@ -203,7 +239,7 @@ mod group {
     criterion_group! {
         name = benches;
         config = config();
-        targets = post, wakeup, pingpong, fanout
+        targets = post, wakeup, pingpong, fanout, timer
     }
 }
 criterion_main!(group::benches);
