@@ -1,0 +1,245 @@
+//! Criterion micro-benchmarks of the sequenced runner.
+//!
+//! - `post`: the caller's cost of one fire-and-forget post (the sequence drains concurrently;
+//!   draining is waited for outside the measurement).
+//! - `wakeup`: `post_with_result(..).join()` round trip, back to back (`hot`: a worker may still
+//!   be spinning) and after the pool went idle (`idle`: an unmeasured pause first, so the
+//!   worker has parked and must be woken).
+//! - `post/sequence_bound`: the caller's cost of `SequenceBound::post`.
+//! - `pingpong`: a task on sequence A posts to B, whose task posts back to A (`post`), or posts
+//!   an empty task to B with `post_and_reply`, whose reply on A starts the next round; per
+//!   round trip.
+//! - `fanout`: post one task to each of N sequences and wait until all have run.
+//!
+//! - `timer/insert`: the caller's cost of `post_delayed` with a far deadline (a fresh pool per
+//!   sample; shutting it down drops the pending timers, unmeasured).
+//! - `timer/fire`: `post_delayed_with_result(1 µs, ..).join()`: insert, the timer service
+//!   firing, the task running and the result coming back.
+//!
+//! Sample sizes are small so a full `cargo bench -p taskrunner-bench` stays around a minute on
+//! a two-core machine.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use taskrunner::{SequenceBound, SequencedTaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pool() -> ThreadPool {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    ThreadPool::builder().name("criterion").workers(workers).build().expect("pool")
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+}
+
+fn post(c: &mut Criterion) {
+    let pool = pool();
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    let mut group = c.benchmark_group("post");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("noop", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                seq.post(|| {}).expect("post");
+            }
+            let elapsed = start.elapsed();
+            seq.wait_idle(WAIT).expect("wait_idle");
+            elapsed
+        })
+    });
+    group.bench_function("136_byte_closure", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for i in 0..iters {
+                let payload = [i; 17];
+                seq.post(move || {
+                    std::hint::black_box(payload);
+                })
+                .expect("post");
+            }
+            let elapsed = start.elapsed();
+            seq.wait_idle(WAIT).expect("wait_idle");
+            elapsed
+        })
+    });
+    let bound = SequenceBound::new(&seq, || 0u64);
+    group.bench_function("sequence_bound", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                bound.post(|n| *n += 1).expect("post");
+            }
+            let elapsed = start.elapsed();
+            seq.wait_idle(WAIT).expect("wait_idle");
+            elapsed
+        })
+    });
+    group.finish();
+    let _report = pool.shutdown();
+}
+
+fn wakeup(c: &mut Criterion) {
+    let pool = pool();
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    let mut group = c.benchmark_group("wakeup");
+    group.bench_function("hot", |b| {
+        b.iter(|| seq.post_with_result(|| 1u64).expect("post").join().expect("join"))
+    });
+    // The pause lets the workers finish spinning and park; it is not measured, and it waits
+    // for no result.
+    group.measurement_time(Duration::from_millis(500));
+    group.bench_function("idle", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                std::thread::sleep(Duration::from_micros(100));
+                let start = Instant::now();
+                seq.post_with_result(|| 1u64).expect("post").join().expect("join");
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+    let _report = pool.shutdown();
+}
+
+struct Ball {
+    a: SequencedTaskRunner,
+    b: SequencedTaskRunner,
+    left: u64,
+    done: crossbeam_channel::Sender<()>,
+}
+
+fn on_a(ball: Ball) {
+    if ball.left == 0 {
+        let _ = ball.done.send(());
+        return;
+    }
+    let b = ball.b.clone();
+    b.post(move || on_b(ball)).expect("post to B");
+}
+
+fn on_b(mut ball: Ball) {
+    ball.left -= 1;
+    let a = ball.a.clone();
+    a.post(move || on_a(ball)).expect("post to A");
+}
+
+fn reply_round(b: SequencedTaskRunner, left: u64, done: crossbeam_channel::Sender<()>) {
+    if left == 0 {
+        let _ = done.send(());
+        return;
+    }
+    let next = b.clone();
+    b.post_and_reply(|| (), move |()| reply_round(next, left - 1, done)).expect("post_and_reply");
+}
+
+fn pingpong(c: &mut Criterion) {
+    let pool = pool();
+    let a = pool.sequenced_runner(TaskTraits::default());
+    let b = pool.sequenced_runner(TaskTraits::default());
+    c.bench_function("pingpong/two_sequences", |bench| {
+        bench.iter_custom(|iters| {
+            let (done, finished) = crossbeam_channel::bounded(1);
+            let ball = Ball { a: a.clone(), b: b.clone(), left: iters, done };
+            let start = Instant::now();
+            a.post(move || on_a(ball)).expect("post");
+            finished.recv().expect("ping-pong finished");
+            start.elapsed()
+        })
+    });
+    c.bench_function("pingpong/post_and_reply", |bench| {
+        bench.iter_custom(|iters| {
+            let (done, finished) = crossbeam_channel::bounded(1);
+            let b = b.clone();
+            let start = Instant::now();
+            a.post(move || reply_round(b, iters, done)).expect("post");
+            finished.recv().expect("ping-pong finished");
+            start.elapsed()
+        })
+    });
+    let _report = pool.shutdown();
+}
+
+fn fanout(c: &mut Criterion) {
+    let pool = pool();
+    let mut group = c.benchmark_group("fanout");
+    for n in [16usize, 256] {
+        let seqs: Vec<_> = (0..n).map(|_| pool.sequenced_runner(TaskTraits::default())).collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter(|| {
+                let left = Arc::new(AtomicUsize::new(n));
+                let (done, finished) = crossbeam_channel::bounded(1);
+                for seq in &seqs {
+                    let (left, done) = (left.clone(), done.clone());
+                    seq.post(move || {
+                        if left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            let _ = done.send(());
+                        }
+                    })
+                    .expect("post");
+                }
+                finished.recv().expect("every sequence ran its task");
+            })
+        });
+    }
+    group.finish();
+    let _report = pool.shutdown();
+}
+
+fn timer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("timer");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("insert", |b| {
+        b.iter_custom(|iters| {
+            let pool = pool();
+            let seq = pool.sequenced_runner(TaskTraits::default());
+            let start = Instant::now();
+            for _ in 0..iters {
+                let handle = seq.post_delayed(Duration::from_secs(3600), || {}).expect("post");
+                std::hint::black_box(&handle);
+                // Dropping the handle leaves the timer pending (only `cancel` cancels).
+            }
+            let elapsed = start.elapsed();
+            let _report = pool.shutdown();
+            elapsed
+        })
+    });
+    group.finish();
+
+    let pool = pool();
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    c.bench_function("timer/fire", |b| {
+        b.iter(|| {
+            seq.post_delayed_with_result(Duration::from_micros(1), || 1u64)
+                .expect("post")
+                .join()
+                .expect("join")
+        })
+    });
+    let _report = pool.shutdown();
+}
+
+// `criterion_group!` defines an undocumented `pub fn benches`.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+
+    criterion_group! {
+        name = benches;
+        config = config();
+        targets = post, wakeup, pingpong, fanout, timer
+    }
+}
+criterion_main!(group::benches);
