@@ -169,7 +169,7 @@ impl Sequence {
                 return Err(PostError::Full(task));
             }
         }
-        Sequence::push(this, task);
+        Sequence::push(this, this.pool.track(task));
         Ok(())
     }
 
