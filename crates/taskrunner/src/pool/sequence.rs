@@ -7,25 +7,27 @@
 //! ```text
 //!   bit 0  SCHEDULED  the pool owns the sequence: it is in a pool queue or a worker runs it
 //!   bit 1  CLOSED     the runner was shut down: posts are rejected
-//!   bit 2  NOTIFIED   a post completed since the owner last looked
+//!   bits 2+  NOTIFIED   how many posts completed since the owner last looked
 //!
 //!   post:    push the task (claim a slot, write it, mark it ready), then
-//!            fetch_or(SCHEDULED | NOTIFIED); if SCHEDULED was clear, enqueue the sequence
+//!            fetch_add(NOTIFIED); if SCHEDULED was clear, fetch_or(SCHEDULED), and whoever
+//!            set it (saw it clear) enqueues the sequence
 //!   release: the owner's pop found no ready task:
-//!            fetch_and(!NOTIFIED); if NOTIFIED was set → pop again (Reacquired)
+//!            fetch_and(SCHEDULED | CLOSED) (take the count); if it was non-zero → pop again
 //!            else CAS(SCHEDULED → clear), failing if anything changed → pop again
 //!   close:   fetch_or(CLOSED) (queued tasks run or are dropped by behaviour)
 //! ```
 //!
-//! Why no task is stranded: a poster marks its slot ready *before* its `fetch_or`, and the
-//! owner gives the sequence up only with a CAS that fails if `NOTIFIED` was set after the
-//! owner's `fetch_and` consumed it. Take any post P. If P's `fetch_or` comes before the owner's
-//! `fetch_and`, that RMW acquires P's release, so the owner's next pop sees P's slot ready. If
-//! it comes between the `fetch_and` and the CAS, the CAS fails and the owner pops again. If it
-//! comes after the CAS, P sees `SCHEDULED` clear and schedules the sequence itself.
+//! Why no task is stranded: a poster marks its slot ready *before* its `fetch_add`, and the
+//! owner gives the sequence up only with a CAS that fails if a post was counted after the
+//! owner's `fetch_and` took the count. Take any post P. If P's `fetch_add` comes before the
+//! owner's `fetch_and`, that RMW acquires P's release, so the owner's next pop sees P's slot
+//! ready. If it comes between the `fetch_and` and the CAS, the CAS fails and the owner pops
+//! again. If it comes after the CAS, P sees `SCHEDULED` clear and, through `fetch_or`, exactly
+//! one such poster schedules the sequence.
 //!
 //! The owner never waits for a poster: a slot claimed but not yet written (its poster was
-//! descheduled mid-push) simply ends the batch; that poster's `fetch_or` comes later and
+//! descheduled mid-push) simply ends the batch; that poster's `fetch_add` comes later and
 //! schedules the sequence again. Tasks stay in claim order, so a task written after the slow
 //! one waits behind it, as FIFO requires.
 //!
@@ -53,7 +55,9 @@ use super::{Shared, Source};
 
 const SCHEDULED: usize = 1;
 const CLOSED: usize = 2;
+/// Bits 2 and up count the posts completed since the owner last looked (`NOTIFIED` is one).
 const NOTIFIED: usize = 4;
+const FLAGS: usize = SCHEDULED | CLOSED;
 
 /// What a worker does after [`Sequence::release`].
 #[derive(Debug, PartialEq, Eq)]
@@ -177,8 +181,12 @@ impl Sequence {
     #[inline]
     fn push(this: &Arc<Sequence>, task: Task) {
         this.queue.push(task);
-        if this.state.fetch_or(SCHEDULED | NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
-            this.pool.schedule(Source::Sequence(this.clone()), this.traits.priority());
+        // One `lock xadd`: a `fetch_or` of two bits whose result is used is a CAS loop on x86.
+        if this.state.fetch_add(NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
+            // The sequence looked idle: whoever sets SCHEDULED first schedules it.
+            if this.state.fetch_or(SCHEDULED, Ordering::AcqRel) & SCHEDULED == 0 {
+                this.pool.schedule(Source::Sequence(this.clone()), this.traits.priority());
+            }
         }
     }
 
@@ -249,8 +257,8 @@ impl Sequence {
     /// Transition `release`: the owner's pop found no ready task; it gives the sequence up
     /// unless a post completed since it last looked.
     pub(crate) fn release(&self) -> Release {
-        let prev = self.state.fetch_and(!NOTIFIED, Ordering::AcqRel);
-        if prev & NOTIFIED != 0 {
+        let prev = self.state.fetch_and(FLAGS, Ordering::AcqRel);
+        if prev & !FLAGS != 0 {
             return Release::Reacquired;
         }
         let idle = prev & !SCHEDULED;
