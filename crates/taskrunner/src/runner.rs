@@ -321,11 +321,13 @@ impl<R: TaskRunner + ?Sized> TaskRunnerExt for R {}
 ///
 /// The contract, for implementors: [`sequence_token`](TaskRunner::sequence_token) is `Some`, no
 /// two tasks posted through any clone of the runner ever overlap, and each sees the effects of
-/// the ones that ran before it. [`SequencedTaskRunner`] implements it; a runner that runs tasks
-/// in parallel (a pool, a parallel runner) must not.
+/// the ones that ran before it. [`SequencedTaskRunner`] and [`SingleThreadTaskRunner`] implement
+/// it; a runner that runs tasks in parallel (a pool, a parallel runner) must not.
 pub trait SequencedRunner: TaskRunner + Clone + 'static {}
 
 impl SequencedRunner for SequencedTaskRunner {}
+
+impl SequencedRunner for SingleThreadTaskRunner {}
 
 /// A handle to a runner of any kind, as returned by
 /// [`current_runner`](crate::current_runner). Cheap to clone.

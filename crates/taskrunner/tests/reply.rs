@@ -331,3 +331,42 @@ fn ping_pong_between_two_sequences() {
     a.post(move || volley(1000, a2, b2, tx)).unwrap();
     assert_eq!(rx.recv_timeout(LONG).unwrap(), 0);
 }
+
+#[test]
+fn works_across_parallel_and_single_thread_runners() {
+    let pool = ThreadPool::builder().workers(2).build().unwrap();
+    let par = pool.parallel_runner(TaskTraits::default(), 2.try_into().unwrap());
+    let single = taskrunner::SingleThreadTaskRunner::builder().name("ui").build().unwrap();
+    let thread_name = || std::thread::current().name().map(str::to_owned);
+
+    // Posted from a single-thread runner's task to a parallel runner: the reply comes back
+    // on the single-thread runner's own thread.
+    let (tx, rx) = mpsc::channel();
+    let target = par.clone();
+    single
+        .post(move || {
+            target
+                .post_and_reply(|| 2 + 2, move |four| tx.send((four, thread_name())).unwrap())
+                .unwrap();
+        })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), (4, Some("ui".to_owned())));
+
+    // Posted from a parallel runner's task to the single-thread runner: the task runs on the
+    // runner's thread, the reply on the parallel runner (no sequence token there).
+    let (tx, rx) = mpsc::channel();
+    let target = single.clone();
+    par.post(move || {
+        target
+            .post_and_reply(thread_name, move |ran_on| {
+                tx.send((ran_on, SequenceToken::current(), current_runner().is_some())).unwrap()
+            })
+            .unwrap();
+    })
+    .unwrap();
+    let (ran_on, reply_token, reply_in_runner) = rx.recv_timeout(LONG).unwrap();
+    assert_eq!(ran_on.as_deref(), Some("ui"));
+    assert_eq!(reply_token, None, "the reply ran on the parallel runner, not in a sequence");
+    assert!(reply_in_runner);
+    drop(single.stop());
+}

@@ -219,3 +219,20 @@ fn a_bound_non_sync_value_gives_a_send_and_sync_handle() {
     send_sync::<SequenceBound<Cell<u64>>>();
     send_sync::<SequenceBound<std::cell::RefCell<Vec<u8>>>>();
 }
+
+#[test]
+fn binds_to_a_single_thread_runner_too() {
+    let single = taskrunner::SingleThreadTaskRunner::builder().name("owner").build().unwrap();
+    let name = || std::thread::current().name().map(str::to_owned);
+    let bound = taskrunner::SequenceBound::new(&single, move || (name(), 0u32));
+    for _ in 0..100 {
+        bound.post(|(_, n)| *n += 1).unwrap();
+    }
+    let (created_on, count, used_on) =
+        bound.call(move |(created, n)| (created.clone(), *n, name())).unwrap().join().unwrap();
+    assert_eq!(created_on.as_deref(), Some("owner"));
+    assert_eq!(used_on.as_deref(), Some("owner"));
+    assert_eq!(count, 100);
+    drop(bound);
+    drop(single.stop());
+}
