@@ -151,6 +151,7 @@ mod current;
 mod error;
 mod event_bus;
 mod handle;
+mod observe;
 mod parallel;
 mod pool;
 mod reply;
@@ -175,6 +176,7 @@ pub use crate::current::{current_runner, SequenceToken};
 pub use crate::error::{BuildError, PostError, TaskError, WaitError};
 pub use crate::event_bus::{EventBus, PublishError, SubscribeError, SubscriptionId};
 pub use crate::handle::TaskHandle;
+pub use crate::observe::{RejectReason, RejectedReport};
 pub use crate::parallel::{ParallelRunnerBuilder, ParallelTaskRunner};
 pub use crate::pool::{
     global, sequenced_runner, PanicReport, ShutdownReport, ThreadPool, ThreadPoolBuilder,

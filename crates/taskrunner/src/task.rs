@@ -4,6 +4,7 @@ use std::fmt;
 use std::panic::Location;
 
 use crate::closure::SmallFn;
+use crate::observe::Stamp;
 
 /// A unit of work: a closure to run once, and the place it was posted from.
 ///
@@ -17,6 +18,8 @@ use crate::closure::SmallFn;
 pub struct Task {
     f: SmallFn,
     location: &'static Location<'static>,
+    /// Post time and id for the `tracing` and `metrics` features; zero-sized without them.
+    stamp: Stamp,
 }
 
 impl Task {
@@ -35,12 +38,23 @@ impl Task {
     where
         F: FnOnce() + Send + 'static,
     {
-        Task { f: SmallFn::new(f), location }
+        Task { f: SmallFn::new(f), location, stamp: Stamp::default() }
     }
 
     /// Where the task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
         self.location
+    }
+
+    /// What the `tracing` and `metrics` features carry from the post to the run.
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
+    pub(crate) fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
+    pub(crate) fn stamp_mut(&mut self) -> &mut Stamp {
+        &mut self.stamp
     }
 
     /// Runs the task on the current thread.
@@ -162,6 +176,8 @@ impl TaskTraits {
 mod tests {
     use super::*;
 
+    // With `tracing` or `metrics` a task also carries its post time (and id).
+    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
     #[test]
     fn a_task_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Task>(), 64);

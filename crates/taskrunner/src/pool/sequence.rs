@@ -43,6 +43,7 @@
 use std::time::Instant;
 
 use crate::current::SequenceToken;
+use crate::observe::{self, RejectReason};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::{PostError, Task, TaskTraits};
@@ -161,12 +162,12 @@ impl Sequence {
     #[inline]
     pub(crate) fn post(this: &Arc<Sequence>, task: Task) -> Result<(), PostError> {
         if this.state.load(Ordering::Acquire) & CLOSED != 0 || !this.pool.is_accepting() {
-            return Err(PostError::Closed(task));
+            return Err(this.reject(RejectReason::Closed, task));
         }
         if let Some(bounded) = &this.bounded {
             if !bounded.try_reserve() {
                 bounded.add_rejected();
-                return Err(PostError::Full(task));
+                return Err(this.reject(RejectReason::Full, task));
             }
         }
         Sequence::push(this, task);
@@ -175,7 +176,9 @@ impl Sequence {
 
     /// The push half of `post`, for a task that was admitted (and given a place if bounded).
     #[inline]
-    fn push(this: &Arc<Sequence>, task: Task) {
+    #[allow(unused_mut)] // `observe::posted` stamps the task only with `tracing` or `metrics`.
+    fn push(this: &Arc<Sequence>, mut task: Task) {
+        observe::posted(&mut task, this.name());
         this.queue.push(task);
         if this.state.fetch_or(SCHEDULED | NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
             this.pool.schedule(Source::Sequence(this.clone()), this.traits.priority());
@@ -192,7 +195,7 @@ impl Sequence {
     ) -> Result<(), PostError> {
         let Some(bounded) = &this.bounded else { return Sequence::post(this, task) };
         if this.is_closed() {
-            return Err(PostError::Closed(task));
+            return Err(this.reject(RejectReason::Closed, task));
         }
         match bounded.reserve_until(deadline, || this.is_closed()) {
             Reserve::Reserved => {
@@ -201,10 +204,16 @@ impl Sequence {
             }
             Reserve::TimedOut => {
                 bounded.add_rejected();
-                Err(PostError::Full(task))
+                Err(this.reject(RejectReason::Full, task))
             }
-            Reserve::Closed => Err(PostError::Closed(task)),
+            Reserve::Closed => Err(this.reject(RejectReason::Closed, task)),
         }
+    }
+
+    /// A refused post: reported to the pool's observers, handed back in the error.
+    #[cold]
+    pub(crate) fn reject(&self, reason: RejectReason, task: Task) -> PostError {
+        self.pool.reject(self.name(), self.traits.priority(), reason, task)
     }
 
     /// The capacity, for a bounded sequence.
