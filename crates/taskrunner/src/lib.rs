@@ -136,6 +136,9 @@
 //!   `test-util`): the mock-time test environment.
 //! - [`SequenceBound`] ([`SequencedRunner`]): a value owned by a sequence.
 //!   [`TaskRunnerExt::post_and_reply`]: task and reply. [`EventBus`]: typed publish/subscribe.
+//! - [`observe`]: the rejected-task handler ([`RejectedReport`]), and what the `tracing` and
+//!   `metrics` features record (spans per task, counters, histograms; off by default, free
+//!   when off). Examples `tracing_flow` and `prometheus_metrics`.
 //! - [`patterns`]: the guide.
 //!
 //! Internals: `time/` holds the clock, the timer heap and entry state machine, the timer
@@ -151,7 +154,7 @@ mod current;
 mod error;
 mod event_bus;
 mod handle;
-mod observe;
+pub mod observe;
 mod parallel;
 mod pool;
 mod reply;

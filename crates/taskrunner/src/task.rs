@@ -176,10 +176,12 @@ impl TaskTraits {
 mod tests {
     use super::*;
 
-    // With `tracing` or `metrics` a task also carries its post time (and id).
-    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
     #[test]
     fn a_task_is_one_cache_line() {
+        #[cfg(not(any(feature = "tracing", feature = "metrics")))]
         assert_eq!(std::mem::size_of::<Task>(), 64);
+        // With `tracing` or `metrics` a task also carries its post time (and id).
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        assert!(std::mem::size_of::<Task>() <= 96);
     }
 }

@@ -1,8 +1,8 @@
 //! Observability: the rejected-task hook, `tracing` spans and `metrics` counters.
 //!
 //! The runners call a handful of functions of this module: when a post is accepted
-//! ([`posted`]), when a task starts ([`start`]) and ends ([`finish`]), at batch boundaries
-//! ([`queue_depth`]), and when a post is rejected ([`rejected`], on the error path only). With
+//! (`posted`), when a task starts (`start`) and ends (`finish`), at batch boundaries
+//! (`queue_depth`), and when a post is rejected (`rejected`, on the error path only). With
 //! the `tracing` and `metrics` features off, every one of them is an empty `#[inline(always)]`
 //! function taking zero-sized values: the default build has no clock read, no branch and no
 //! field more on the post and run paths (a [`Task`] stays 64 bytes).
@@ -11,7 +11,7 @@
 //!
 //! [`ThreadPoolBuilder::panic_handler`](crate::ThreadPoolBuilder::panic_handler) receives a
 //! [`PanicReport`](crate::PanicReport) (runner name, message, posted-from location); its default
-//! writes one line to stderr. [`ThreadPoolBuilder::rejected_handler`] receives a
+//! writes one line to stderr. [`ThreadPoolBuilder::rejected_handler`](crate::ThreadPoolBuilder::rejected_handler) receives a
 //! [`RejectedReport`] (runner name, priority, [`RejectReason`], posted-from location) for every
 //! post refused by one of the pool's runners: sequenced, parallel and the pool's own one-off
 //! tasks, including delayed tasks whose runner closed before they were due. Its default does
@@ -29,8 +29,8 @@
 //!   The id is unique per process, so a viewer draws the flow arrow by joining the `post` event
 //!   and the `task` span on `task_id` (for example a Perfetto or Jaeger query, or a custom
 //!   `Layer` that emits flow events).
-//! - A task that ran longer than the pool's
-//!   [`slow_task_threshold`](crate::ThreadPoolBuilder::slow_task_threshold) (default 1 s)
+//! - A task that ran longer than the pool's `ThreadPoolBuilder::slow_task_threshold` (default
+//!   1 s; the method exists with the feature)
 //!   records a `WARN` event `slow task` with its duration, inside its span; a panicking task an
 //!   `ERROR` event `task panicked`; a rejected post a `DEBUG` event `post rejected`.
 //!
@@ -190,6 +190,7 @@ pub(crate) struct Settings {
     pub(crate) slow_task: std::time::Duration,
 }
 
+#[allow(clippy::derivable_impls)] // empty without `tracing`
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
