@@ -29,7 +29,7 @@
 //!   The id is unique per process, so a viewer draws the flow arrow by joining the `post` event
 //!   and the `task` span on `task_id` (for example a Perfetto or Jaeger query, or a custom
 //!   `Layer` that emits flow events).
-//! - A task that ran longer than the pool's `ThreadPoolBuilder::slow_task_threshold` (default
+//! - A task that ran at least the pool's `ThreadPoolBuilder::slow_task_threshold` (default
 //!   1 s; the method exists with the feature)
 //!   records a `WARN` event `slow task` with its duration, inside its span; a panicking task an
 //!   `ERROR` event `task panicked`; a rejected post a `DEBUG` event `post rejected`.
@@ -55,6 +55,18 @@
 //!
 //! With either feature on, a task also carries the instant its post was accepted (and, with
 //! `tracing`, its id), and each post reads the clock once.
+//!
+//! # Decisions
+//!
+//! - Every refusal is reported once, where the runner refuses it, as `closed` or `full`. A
+//!   blocking post that turns a full queue into `PostError::WouldDeadlock`, and a `wait_idle`
+//!   that timed out waiting for room, were refused as `full` first and are reported so (as
+//!   they are counted in `RunnerStats::rejected`).
+//! - A [`SingleThreadTaskRunner`](crate::SingleThreadTaskRunner) has no pool: its `full`
+//!   refusals go to its own `on_rejected`, and its tasks and refusals still get the spans,
+//!   events and metrics above (with the default slow-task threshold).
+//! - Metric labels are built per task with the feature on (the runner name is copied); with
+//!   it off nothing is built.
 
 use std::fmt;
 use std::panic::Location;

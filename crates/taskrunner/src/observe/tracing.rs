@@ -55,7 +55,7 @@ pub(super) fn finished(span: EnteredSpan, duration: Duration, panicked: bool, sl
     if panicked {
         tracing::error!(target: "taskrunner", duration_us = micros(duration), "task panicked");
     }
-    if duration > slow {
+    if duration >= slow {
         tracing::warn!(
             target: "taskrunner",
             duration_us = micros(duration),

@@ -666,7 +666,7 @@ impl ThreadPoolBuilder {
         self
     }
 
-    /// Feature `tracing`: a task of this pool that runs longer than `threshold` records a
+    /// Feature `tracing`: a task of this pool that runs for `threshold` or longer records a
     /// `WARN` event `slow task` in its span. Default: one second.
     #[cfg(feature = "tracing")]
     pub fn slow_task_threshold(mut self, threshold: Duration) -> Self {
