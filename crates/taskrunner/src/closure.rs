@@ -77,6 +77,28 @@ impl SmallFn {
         fits::<F>()
     }
 
+    /// Splits the closure into its vtable pointer (never null) and its inline bytes, so a
+    /// queue can store the pointer in an atomic word of its own and use it as the slot's
+    /// "written" flag. The closure is not dropped: `from_raw` must put it back together.
+    #[inline]
+    pub(crate) fn into_raw(self) -> (*mut (), [MaybeUninit<u8>; INLINE_BYTES]) {
+        let this = ManuallyDrop::new(self);
+        (this.vtable as *const VTable as *mut (), this.storage.0)
+    }
+
+    /// Reassembles a closure split by `into_raw`.
+    ///
+    /// # Safety
+    /// `vtable` and `bytes` must come from one `into_raw` call, and be reassembled once.
+    #[inline]
+    pub(crate) unsafe fn from_raw(vtable: *mut (), bytes: [MaybeUninit<u8>; INLINE_BYTES]) -> Self {
+        // SAFETY: per the contract, `vtable` is the `&'static VTable` that `into_raw` gave out,
+        // and `bytes` holds the closure it describes (moved bytewise, which any Rust value
+        // allows; the storage keeps its 8-byte alignment).
+        let vtable = unsafe { &*(vtable as *const VTable) };
+        SmallFn { vtable, storage: Storage(bytes), _marker: PhantomData }
+    }
+
     /// Calls the closure, consuming it.
     #[inline]
     pub(crate) fn call(self) {

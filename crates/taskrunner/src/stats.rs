@@ -91,8 +91,8 @@ pub struct PoolStats {
     pub queued_sources: usize,
     /// Workers running a task source right now.
     pub active_tasks: usize,
-    /// Delayed tasks waiting for their deadline. Always 0 for now: delayed posts are not part
-    /// of the pool yet; the field is here so the type does not change when they are.
+    /// Delayed and repeating tasks of the pool's runners waiting for their deadline (read under
+    /// the timer's lock, briefly; never on the post path).
     pub delayed_tasks: usize,
     /// Whether the pool accepts work (shutdown has not started).
     pub running: bool,

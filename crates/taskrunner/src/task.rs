@@ -22,6 +22,14 @@ pub struct Task {
     stamp: Stamp,
 }
 
+/// A task without its vtable pointer: what a queue slot stores beside the pointer (see
+/// `Task::into_raw`).
+#[derive(Clone, Copy)]
+pub(crate) struct TaskBody {
+    closure: [std::mem::MaybeUninit<u8>; crate::closure::INLINE_BYTES],
+    location: &'static Location<'static>,
+}
+
 impl Task {
     /// Wraps `f`, recording the caller as the posted-from location.
     #[track_caller]
@@ -39,6 +47,26 @@ impl Task {
         F: FnOnce() + Send + 'static,
     {
         Task { f: SmallFn::new(f), location, stamp: Stamp::default() }
+    }
+
+    /// Splits the task into its closure's vtable pointer (never null) and the rest, for a
+    /// queue slot that publishes the pointer atomically after writing the rest.
+    #[inline]
+    pub(crate) fn into_raw(self) -> (*mut (), TaskBody) {
+        let (vtable, closure) = self.f.into_raw();
+        (vtable, TaskBody { closure, location: self.location })
+    }
+
+    /// Reassembles a task split by `into_raw`.
+    ///
+    /// # Safety
+    /// `vtable` and `body` must come from one `into_raw` call, and be reassembled once.
+    #[allow(unsafe_code)]
+    #[inline]
+    pub(crate) unsafe fn from_raw(vtable: *mut (), body: TaskBody) -> Task {
+        // SAFETY: forwarded from the caller.
+        let f = unsafe { SmallFn::from_raw(vtable, body.closure) };
+        Task { f, location: body.location }
     }
 
     /// Where the task was posted from.

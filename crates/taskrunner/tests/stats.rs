@@ -154,3 +154,19 @@ fn pool_stats() {
     assert!(!stats.running);
     assert_eq!(stats.workers, 0, "every worker exited");
 }
+
+#[test]
+fn pool_stats_count_pending_delayed_tasks() {
+    let pool = ThreadPool::builder().workers(1).build().unwrap();
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    assert_eq!(pool.stats().delayed_tasks, 0);
+    let first = seq.post_delayed(std::time::Duration::from_secs(3600), || {}).unwrap();
+    let second = seq.post_delayed(std::time::Duration::from_secs(3600), || {}).unwrap();
+    assert_eq!(pool.stats().delayed_tasks, 2);
+    assert!(first.cancel());
+    assert_eq!(pool.stats().delayed_tasks, 1);
+    drop(second);
+    let report = pool.shutdown();
+    assert_eq!(pool.stats().delayed_tasks, 0);
+    assert_eq!(report.skipped(), 1, "the pending delayed task is dropped and counted");
+}

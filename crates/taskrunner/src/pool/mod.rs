@@ -322,7 +322,7 @@ impl Shared {
                 .iter()
                 .filter(|w| w.activity.load(Ordering::Relaxed) != IDLE)
                 .count(),
-            delayed_tasks: 0,
+            delayed_tasks: self.timer.pending_count(),
             running: self.is_accepting(),
         }
     }

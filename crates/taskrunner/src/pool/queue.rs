@@ -2,7 +2,7 @@
 //!
 //! Tasks are stored by value (64 bytes each, closures inline) in blocks of `BLOCK_CAP` slots,
 //! linked in a list. Producers claim a slot with a compare-and-swap on the tail position, write
-//! the task, and stamp the slot with its position; the one consumer (the worker that owns the sequence, see
+//! the task, and publish the slot; the one consumer (the worker that owns the sequence, see
 //! `sequence.rs`) reads slots in order without any read-modify-write. A block the consumer has
 //! finished goes back into a one-block cache that the next block install takes from, so a
 //! queue that keeps flowing allocates nothing; an idle, never-used queue owns no block at all.
@@ -25,14 +25,15 @@
 //! it as `head_block`). CAS `tail` from `p` to `p + 1`; on success the slot at `p` is ours.
 //! The producer that claims the last slot of a block installs the next one *before* writing its
 //! slot: `tail_block = next`, `tail += 1` (skipping the marker), `block.next = next`. Then it
-//! writes the task and stores `position + 1` in the slot's stamp (release).
+//! writes the task's body and then its vtable pointer, which is the slot's "written" flag
+//! (release). Each slot is one cache line.
 //!
 //! Pop (consumer only, through a `Cursor` it writes back once per batch): if the head slot's
-//! stamp is not `head + 1`, return `None` — the queue is empty, or a
+//! vtable word is null, return `None` — the queue is empty, or a
 //! producer claimed the slot and is still writing it. The consumer never waits for a producer
 //! (one descheduled mid-push must not hold a worker): the producer notifies the sequence after
 //! its write, and the sequence's state machine (`sequence.rs`) turns that into another pop.
-//! Otherwise it moves the task out and advances `head`; after the last slot
+//! Otherwise it moves the task out, clears the vtable word, and advances `head`; after the last slot
 //! of a block it follows `block.next` (already set, see push) and recycles the old block.
 //!
 //! A block is recycled only after the consumer read all its slots, and a producer touches a
@@ -46,6 +47,7 @@ use std::ptr;
 
 use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use crate::sync::{Backoff, UnsafeCell};
+use crate::task::TaskBody;
 use crate::Task;
 
 #[cfg(not(loom))]
@@ -54,26 +56,30 @@ const BLOCK_CAP: usize = 31;
 const BLOCK_CAP: usize = 2;
 const LAP: usize = BLOCK_CAP + 1;
 
+/// One task, in exactly one cache line: the closure's vtable pointer, published last, doubles
+/// as the "written" flag (null while the slot is free), and the rest of the task sits beside
+/// it. A consumer reading a task therefore moves one line between cores.
+#[repr(C, align(64))]
 struct Slot {
-    task: UnsafeCell<MaybeUninit<Task>>,
-    /// `position + 1` once the task for `position` is written. Positions only grow, so a
-    /// recycled block's old stamps never match, and the consumer need not clear them.
-    stamp: AtomicUsize,
+    vtable: AtomicPtr<()>,
+    body: UnsafeCell<MaybeUninit<TaskBody>>,
 }
 
+/// Slots first (so each is line-aligned), the link last.
+#[repr(C)]
 struct Block {
-    next: AtomicPtr<Block>,
     slots: [Slot; BLOCK_CAP],
+    next: AtomicPtr<Block>,
 }
 
 impl Block {
     fn new() -> Box<Block> {
         Box::new(Block {
-            next: AtomicPtr::new(ptr::null_mut()),
             slots: std::array::from_fn(|_| Slot {
-                task: UnsafeCell::new(MaybeUninit::uninit()),
-                stamp: AtomicUsize::new(0),
+                vtable: AtomicPtr::new(ptr::null_mut()),
+                body: UnsafeCell::new(MaybeUninit::uninit()),
             }),
+            next: AtomicPtr::new(ptr::null_mut()),
         })
     }
 }
@@ -226,7 +232,7 @@ impl TaskQueue {
         task: Task,
     ) {
         // SAFETY: per the caller's contract `block` is live until the consumer has read this
-        // slot, which cannot happen before its stamp is set below.
+        // slot, which cannot happen before its vtable word is set below.
         let block = unsafe { &*block };
         if offset + 1 == BLOCK_CAP {
             // Last slot: install the next block before anything else (producers wait on the
@@ -238,10 +244,11 @@ impl TaskQueue {
             self.put_block(next_block);
         }
         let slot = &block.slots[offset];
-        // SAFETY: the slot is ours (see above) and its stamp is not yet `tail + 1`, so the
-        // consumer does not read it.
-        slot.task.with_mut(|cell| unsafe { (*cell).write(task) });
-        slot.stamp.store(tail + 1, Ordering::Release);
+        let (vtable, body) = task.into_raw();
+        // SAFETY: the slot is ours (see above) and its vtable word is null, so the consumer
+        // does not read it.
+        slot.body.with_mut(|cell| unsafe { (*cell).write(body) });
+        slot.vtable.store(vtable, Ordering::Release);
     }
 
     /// The consumer's position, to pop a batch with. Consumer only: the caller must be the
@@ -285,8 +292,7 @@ impl TaskQueue {
     /// Whether the head slot holds a written task. Consumer only.
     #[inline]
     pub(crate) fn is_ready(&self, cursor: &mut Cursor) -> bool {
-        let head = cursor.head;
-        self.head_slot(cursor).is_some_and(|slot| slot.stamp.load(Ordering::Acquire) == head + 1)
+        self.head_slot(cursor).is_some_and(|slot| !slot.vtable.load(Ordering::Acquire).is_null())
     }
 
     /// Takes the next task at `cursor`. Consumer only (see `cursor`).
@@ -294,17 +300,22 @@ impl TaskQueue {
     pub(crate) fn pop(&self, cursor: &mut Cursor) -> Option<Task> {
         let head = cursor.head;
         let slot = self.head_slot(cursor)?;
-        if slot.stamp.load(Ordering::Acquire) != head + 1 {
+        let vtable = slot.vtable.load(Ordering::Acquire);
+        if vtable.is_null() {
             // Empty, or claimed by a producer that has not finished writing. The consumer never
             // waits for a producer: that producer notifies the sequence after writing (see
             // `sequence.rs`), so the task is picked up then.
             return None;
         }
-        // SAFETY: the stamp (acquire) says the producer finished writing the task; we are the
-        // only reader, and the slot is not written again before the block's next lap.
-        let task = slot.task.with_mut(|cell| unsafe { (*cell).assume_init_read() });
+        // SAFETY: the vtable word (acquire) says the producer finished writing the body; we are
+        // the only reader. Clearing the word frees the slot for the block's next lap (the block
+        // is recycled only after the consumer has read every slot).
+        let body = slot.body.with_mut(|cell| unsafe { (*cell).assume_init_read() });
+        slot.vtable.store(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: `vtable` and `body` are the two halves of one `Task::into_raw`.
+        let task = unsafe { Task::from_raw(vtable, body) };
         if head % LAP + 1 == BLOCK_CAP {
-            // The producer of the last slot set `next` before stamping the slot.
+            // The producer of the last slot set `next` before publishing the slot.
             let block = cursor.block;
             // SAFETY: as in `head_slot`; the block is recycled only below, after this read.
             let block_ref = unsafe { &*block };
@@ -365,6 +376,13 @@ mod tests {
     fn task(tx: &mpsc::Sender<(usize, usize)>, producer: usize, i: usize) -> Task {
         let tx = tx.clone();
         Task::new(move || tx.send((producer, i)).unwrap())
+    }
+
+    #[test]
+    fn a_slot_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot>(), 64);
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
+        assert_eq!(std::mem::size_of::<Block>(), (BLOCK_CAP + 1) * 64);
     }
 
     #[test]

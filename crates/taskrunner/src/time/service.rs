@@ -219,6 +219,15 @@ impl TimerService {
         self.state.lock().heap.next_deadline()
     }
 
+    /// How many delayed tasks wait for their deadline (0 without taking the lock if the
+    /// service was never used).
+    pub(crate) fn pending_count(&self) -> usize {
+        if !self.used.load(Ordering::SeqCst) {
+            return 0;
+        }
+        self.state.lock().heap.pending_count()
+    }
+
     /// Pending entries in firing order: (deadline, posted-from location).
     #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn pending(&self) -> Vec<(Instant, &'static Location<'static>)> {

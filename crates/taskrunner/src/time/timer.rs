@@ -235,6 +235,11 @@ impl TimerHeap {
         all
     }
 
+    /// How many entries are still pending (not cancelled, not fired).
+    pub(crate) fn pending_count(&self) -> usize {
+        self.heap.iter().filter(|t| t.entry.is_pending()).count()
+    }
+
     /// The pending entries in firing order: (deadline, posted-from location).
     #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn pending(&self) -> Vec<(Instant, &'static Location<'static>)> {
