@@ -28,6 +28,8 @@ pub struct Task {
 pub(crate) struct TaskBody {
     closure: [std::mem::MaybeUninit<u8>; crate::closure::INLINE_BYTES],
     location: &'static Location<'static>,
+    /// Zero-sized without the `tracing` and `metrics` features.
+    stamp: Stamp,
 }
 
 impl Task {
@@ -54,7 +56,7 @@ impl Task {
     #[inline]
     pub(crate) fn into_raw(self) -> (*mut (), TaskBody) {
         let (vtable, closure) = self.f.into_raw();
-        (vtable, TaskBody { closure, location: self.location })
+        (vtable, TaskBody { closure, location: self.location, stamp: self.stamp })
     }
 
     /// Reassembles a task split by `into_raw`.
@@ -66,7 +68,7 @@ impl Task {
     pub(crate) unsafe fn from_raw(vtable: *mut (), body: TaskBody) -> Task {
         // SAFETY: forwarded from the caller.
         let f = unsafe { SmallFn::from_raw(vtable, body.closure) };
-        Task { f, location: body.location }
+        Task { f, location: body.location, stamp: body.stamp }
     }
 
     /// Where the task was posted from.
