@@ -18,8 +18,9 @@
 //!
 //! "Idle" means no task source of the pool is queued or running. A task that blocks forever
 //! (or a chain of tasks that never ends) would hang the test; instead a **watchdog** (real time,
-//! 30 s by default) makes the waiting call panic with the pending delayed tasks and where they
-//! were posted from.
+//! 30 s by default) makes the waiting call panic with the tasks still queued or running on the
+//! pool's runners and the pending delayed tasks, each with the line that posted it. (The
+//! environment's pool wraps each accepted task to keep that list; a normal pool does not.)
 //!
 //! ```
 //! use std::sync::atomic::{AtomicUsize, Ordering};
@@ -207,6 +208,14 @@ impl TestEnvironment {
             self.watchdog,
             self.shared().busy_sources()
         );
+        let in_flight = self.shared().in_flight();
+        if !in_flight.is_empty() {
+            let total: usize = in_flight.iter().map(|(_, n)| n).sum();
+            let _ = write!(message, "\nTasks queued or running ({total}):");
+            for (location, count) in in_flight {
+                let _ = write!(message, "\n  {count} posted from {location}");
+            }
+        }
         let pending = self.shared().timer().pending();
         if pending.is_empty() {
             message.push_str("\nNo delayed task is pending.");

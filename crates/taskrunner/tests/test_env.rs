@@ -107,10 +107,13 @@ fn the_watchdog_fails_a_hung_wait_and_names_the_pending_tasks() {
     let env = TestEnvironment::builder().watchdog(Duration::from_millis(200)).build().unwrap();
     let seq = env.sequenced_runner(TaskTraits::default());
     let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let blocking_line = line!() + 1;
     seq.post(move || {
         let _ = blocked.recv(); // hangs until the test lets go
     })
     .unwrap();
+    let queued_line = line!() + 1;
+    seq.post(|| {}).unwrap();
     let pending = seq.post_delayed(Duration::from_secs(5), || {}).unwrap();
     let panic = catch_unwind(AssertUnwindSafe(|| env.run_until_idle())).unwrap_err();
     let message = panic.downcast_ref::<String>().expect("a formatted message").clone();
@@ -118,6 +121,11 @@ fn the_watchdog_fails_a_hung_wait_and_names_the_pending_tasks() {
     assert!(message.contains("watchdog"), "{message}");
     assert!(message.contains(&pending.location().to_string()), "{message}");
     assert!(message.contains("due in 5s"), "{message}");
+    // The running task and the one queued behind it, with the lines that posted them.
+    assert!(message.contains("Tasks queued or running (2)"), "{message}");
+    for line in [blocking_line, queued_line] {
+        assert!(message.contains(&format!("{}:{line}:", file!())), "{message}");
+    }
     env.run_until_idle(); // unblocked: idle again
 }
 

@@ -40,6 +40,25 @@ pub(crate) enum Source {
     Task(Task, TaskTraits),
 }
 
+/// Test environment: tasks accepted and not yet run or dropped.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    next_id: u64,
+    tasks: std::collections::HashMap<u64, &'static Location<'static>>,
+}
+
+/// Removes a tracked task from `InFlight` when it has run or is dropped.
+struct Untrack {
+    in_flight: std::sync::Arc<crate::sync::Mutex<InFlight>>,
+    id: u64,
+}
+
+impl Drop for Untrack {
+    fn drop(&mut self) {
+        self.in_flight.lock().tasks.remove(&self.id);
+    }
+}
+
 /// What a worker is doing, as seen by shutdown.
 const IDLE: u8 = 0;
 const RUNNING_WAITED: u8 = 1;
@@ -131,6 +150,9 @@ pub(crate) struct Shared {
     /// the pool has nothing left to do. Off (one predictable branch) in normal pools.
     track_busy: bool,
     busy_sources: AtomicUsize,
+    /// Test environment only: the posted-from location of every task accepted and not yet
+    /// run or dropped, for the watchdog's report.
+    in_flight: std::sync::Arc<crate::sync::Mutex<InFlight>>,
 }
 
 impl fmt::Debug for Shared {
@@ -161,11 +183,13 @@ impl Shared {
     }
 
     /// Posts a one-off task with the default traits.
-    fn post_pool_task(&self, mut task: Task) -> Result<(), PostError> {
+    #[allow(unused_mut)] // `observe::posted` stamps the task only with `tracing` or `metrics`.
+    fn post_pool_task(&self, task: Task) -> Result<(), PostError> {
         let traits = TaskTraits::default();
         if !self.is_accepting() {
             return Err(self.reject(&self.name, traits.priority(), RejectReason::Closed, task));
         }
+        let mut task = self.track(task);
         observe::posted(&mut task, &self.name);
         self.schedule(Source::Task(task, traits), traits.priority());
         Ok(())
@@ -181,6 +205,51 @@ impl Shared {
         if self.sleep.notify_one() == Notified::Terminated {
             self.drain_after_termination();
         }
+    }
+
+    /// Test environment: wraps an accepted task so the watchdog can list it until it has run or
+    /// been dropped. Free (one predictable branch) in a normal pool.
+    #[inline]
+    pub(crate) fn track(&self, task: Task) -> Task {
+        if self.track_busy {
+            self.track_slow(task)
+        } else {
+            task
+        }
+    }
+
+    #[cold]
+    fn track_slow(&self, task: Task) -> Task {
+        let location = task.location();
+        let id = {
+            let mut in_flight = self.in_flight.lock();
+            in_flight.next_id += 1;
+            let id = in_flight.next_id;
+            in_flight.tasks.insert(id, location);
+            id
+        };
+        let guard = Untrack { in_flight: self.in_flight.clone(), id };
+        Task::with_location(
+            move || {
+                let _guard = guard;
+                task.run();
+            },
+            location,
+        )
+    }
+
+    /// Test environment: the posted-from locations of the tasks queued or running, with how
+    /// many came from each, most first.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn in_flight(&self) -> Vec<(&'static Location<'static>, usize)> {
+        let mut counts: std::collections::HashMap<&'static Location<'static>, usize> =
+            std::collections::HashMap::new();
+        for location in self.in_flight.lock().tasks.values() {
+            *counts.entry(location).or_insert(0) += 1;
+        }
+        let mut all: Vec<_> = counts.into_iter().collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        all
     }
 
     /// A worker finished with a source it popped (ran, re-queued or drained it).
@@ -735,6 +804,7 @@ impl ThreadPoolBuilder {
             timer,
             track_busy: self.test_mode,
             busy_sources: AtomicUsize::new(0),
+            in_flight: Default::default(),
         });
         for index in 0..workers {
             let thread_name = match &self.thread_name {

@@ -171,12 +171,12 @@ impl Parallel {
     /// Posts a task.
     #[inline]
     pub(crate) fn post(this: &Arc<Parallel>, task: Task) -> Result<(), PostError> {
-        Parallel::push(this, task, Entry::Task)
+        Parallel::push(this, this.pool.track(task), Entry::Task)
     }
 
     /// Posts a flush barrier whose callback is `task`.
     pub(crate) fn flush(this: &Arc<Parallel>, task: Task) -> Result<(), PostError> {
-        Parallel::push(this, task, Entry::Flush)
+        Parallel::push(this, this.pool.track(task), Entry::Flush)
     }
 
     /// Transition `post`: push, then count the entry and maybe take a new slot.

@@ -170,7 +170,7 @@ impl Sequence {
                 return Err(this.reject(RejectReason::Full, task));
             }
         }
-        Sequence::push(this, task);
+        Sequence::push(this, this.pool.track(task));
         Ok(())
     }
 
