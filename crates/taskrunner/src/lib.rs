@@ -136,6 +136,9 @@
 //!   `test-util`): the mock-time test environment.
 //! - [`SequenceBound`] ([`SequencedRunner`]): a value owned by a sequence.
 //!   [`TaskRunnerExt::post_and_reply`]: task and reply. [`EventBus`]: typed publish/subscribe.
+//! - [`observe`]: the rejected-task handler ([`RejectedReport`]), and what the `tracing` and
+//!   `metrics` features record (spans per task, counters, histograms; off by default, free
+//!   when off). Examples `tracing_flow` and `prometheus_metrics`.
 //! - [`patterns`]: the guide.
 //!
 //! Internals: `time/` holds the clock, the timer heap and entry state machine, the timer
@@ -151,6 +154,7 @@ mod current;
 mod error;
 mod event_bus;
 mod handle;
+pub mod observe;
 mod parallel;
 mod pool;
 mod reply;
@@ -175,6 +179,7 @@ pub use crate::current::{current_runner, SequenceToken};
 pub use crate::error::{BuildError, PostError, TaskError, WaitError};
 pub use crate::event_bus::{EventBus, PublishError, SubscribeError, SubscriptionId};
 pub use crate::handle::TaskHandle;
+pub use crate::observe::{RejectReason, RejectedReport};
 pub use crate::parallel::{ParallelRunnerBuilder, ParallelTaskRunner};
 pub use crate::pool::{
     global, sequenced_runner, PanicReport, ShutdownReport, ThreadPool, ThreadPoolBuilder,

@@ -218,10 +218,17 @@ impl TaskRunner for ParallelTaskRunner {
     }
 
     fn timer_target(&self) -> Option<TimerTarget> {
-        Some(TimerTarget::new(
-            self.parallel.pool().timer().clone(),
-            std::sync::Arc::new(self.clone()),
-        ))
+        let parallel = self.parallel.clone();
+        Some(
+            TimerTarget::new(
+                self.parallel.pool().timer().clone(),
+                std::sync::Arc::new(self.clone()),
+            )
+            .with_reject_closed(move |task| {
+                let priority = parallel.traits().priority();
+                parallel.pool().reject(parallel.name(), priority, crate::RejectReason::Closed, task)
+            }),
+        )
     }
 }
 

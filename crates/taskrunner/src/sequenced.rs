@@ -269,10 +269,14 @@ impl TaskRunner for SequencedTaskRunner {
     }
 
     fn timer_target(&self) -> Option<TimerTarget> {
-        Some(TimerTarget::new(
-            self.sequence.pool().timer().clone(),
-            std::sync::Arc::new(self.clone()),
-        ))
+        let sequence = self.sequence.clone();
+        Some(
+            TimerTarget::new(
+                self.sequence.pool().timer().clone(),
+                std::sync::Arc::new(self.clone()),
+            )
+            .with_reject_closed(move |task| sequence.reject(crate::RejectReason::Closed, task)),
+        )
     }
 }
 

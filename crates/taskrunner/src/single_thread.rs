@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::current::{self, SequenceToken};
 use crate::error::panic_message;
+use crate::observe::{self, RejectReason, RejectedReport};
 use crate::pool::{Bounded, PanicHandler, Reserve, Tracker};
 use crate::stats::{RunnerCounters, RunnerKind, RunnerStats};
 use crate::sync::atomic::{AtomicU8, Ordering};
@@ -140,9 +141,10 @@ impl Inner {
     }
 
     /// Admission (closed, capacity) and push; `wait`: how long a full queue may be waited on.
-    fn post(&self, task: Task, wait: Wait) -> Result<(), PostError> {
+    #[allow(unused_mut)] // `observe::posted` stamps the task only with `tracing` or `metrics`.
+    fn post(&self, mut task: Task, wait: Wait) -> Result<(), PostError> {
         if self.is_closed() {
-            return Err(PostError::Closed(task));
+            return Err(self.rejected_closed(task));
         }
         if let Some(bounded) = &self.bounded {
             if !bounded.try_reserve() {
@@ -155,10 +157,11 @@ impl Inner {
                 match bounded.reserve_until(deadline, || self.is_closed()) {
                     Reserve::Reserved => {}
                     Reserve::TimedOut => return Err(self.rejected(task, bounded)),
-                    Reserve::Closed => return Err(PostError::Closed(task)),
+                    Reserve::Closed => return Err(self.rejected_closed(task)),
                 }
             }
         }
+        observe::posted(&mut task, &self.name);
         self.queue.push(task);
         let prev = self.state.fetch_and(!SLEEPING, Ordering::AcqRel);
         if prev & EXITED != 0 {
@@ -169,9 +172,29 @@ impl Inner {
         Ok(())
     }
 
+    /// A post refused because the runner is closed: recorded by `observe` (tracing, metrics).
+    #[cold]
+    fn rejected_closed(&self, task: Task) -> PostError {
+        let priority = self.traits.priority();
+        observe::rejected(&RejectedReport::new(
+            &self.name,
+            priority,
+            RejectReason::Closed,
+            task.location(),
+        ));
+        PostError::Closed(task)
+    }
+
     #[cold]
     fn rejected(&self, task: Task, bounded: &Bounded) -> PostError {
         self.counters.add_rejected();
+        let priority = self.traits.priority();
+        observe::rejected(&RejectedReport::new(
+            &self.name,
+            priority,
+            RejectReason::Full,
+            task.location(),
+        ));
         if let Some(on_rejected) = &self.on_rejected {
             let rejection = Rejection {
                 runner: &self.name,
@@ -228,10 +251,14 @@ impl Inner {
     fn run_or_skip(&self, task: Task) -> bool {
         if self.tracker.should_run(self.traits.shutdown_behavior(), self.is_closed()) {
             let location = task.location();
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task.run())) {
+            let running = observe::start(&task, &self.name, self.traits.priority());
+            let result = catch_unwind(AssertUnwindSafe(|| task.run()));
+            let panicked = result.is_err();
+            if let Err(payload) = result {
                 self.report_panic(&*payload, location);
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
             }
+            observe::finish(running, panicked, &observe::Settings::default());
             true
         } else {
             self.skip(task);

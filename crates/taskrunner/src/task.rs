@@ -4,6 +4,7 @@ use std::fmt;
 use std::panic::Location;
 
 use crate::closure::SmallFn;
+use crate::observe::Stamp;
 
 /// A unit of work: a closure to run once, and the place it was posted from.
 ///
@@ -17,6 +18,8 @@ use crate::closure::SmallFn;
 pub struct Task {
     f: SmallFn,
     location: &'static Location<'static>,
+    /// Post time and id for the `tracing` and `metrics` features; zero-sized without them.
+    stamp: Stamp,
 }
 
 /// A task without its vtable pointer: what a queue slot stores beside the pointer (see
@@ -25,6 +28,8 @@ pub struct Task {
 pub(crate) struct TaskBody {
     closure: [std::mem::MaybeUninit<u8>; crate::closure::INLINE_BYTES],
     location: &'static Location<'static>,
+    /// Zero-sized without the `tracing` and `metrics` features.
+    stamp: Stamp,
 }
 
 impl Task {
@@ -43,7 +48,7 @@ impl Task {
     where
         F: FnOnce() + Send + 'static,
     {
-        Task { f: SmallFn::new(f), location }
+        Task { f: SmallFn::new(f), location, stamp: Stamp::default() }
     }
 
     /// Splits the task into its closure's vtable pointer (never null) and the rest, for a
@@ -51,7 +56,7 @@ impl Task {
     #[inline]
     pub(crate) fn into_raw(self) -> (*mut (), TaskBody) {
         let (vtable, closure) = self.f.into_raw();
-        (vtable, TaskBody { closure, location: self.location })
+        (vtable, TaskBody { closure, location: self.location, stamp: self.stamp })
     }
 
     /// Reassembles a task split by `into_raw`.
@@ -63,12 +68,23 @@ impl Task {
     pub(crate) unsafe fn from_raw(vtable: *mut (), body: TaskBody) -> Task {
         // SAFETY: forwarded from the caller.
         let f = unsafe { SmallFn::from_raw(vtable, body.closure) };
-        Task { f, location: body.location }
+        Task { f, location: body.location, stamp: body.stamp }
     }
 
     /// Where the task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
         self.location
+    }
+
+    /// What the `tracing` and `metrics` features carry from the post to the run.
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
+    pub(crate) fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
+    pub(crate) fn stamp_mut(&mut self) -> &mut Stamp {
+        &mut self.stamp
     }
 
     /// Runs the task on the current thread.
@@ -192,6 +208,10 @@ mod tests {
 
     #[test]
     fn a_task_is_one_cache_line() {
+        #[cfg(not(any(feature = "tracing", feature = "metrics")))]
         assert_eq!(std::mem::size_of::<Task>(), 64);
+        // With `tracing` or `metrics` a task also carries its post time (and id).
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        assert!(std::mem::size_of::<Task>() <= 96);
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use crate::error::panic_message;
+use crate::observe::{self, RejectReason, RejectedReport};
 use crate::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc, Condvar, Mutex, Queue};
 use crate::time::{Clock, RealClock, TimerService, TimerTarget};
@@ -115,6 +116,7 @@ impl fmt::Display for PanicReport<'_> {
 
 pub(crate) type PanicHandler = Box<dyn Fn(&PanicReport<'_>) + Send + Sync>;
 type ThreadNamer = Box<dyn Fn(usize) -> String + Send + Sync>;
+type RejectedHandler = Box<dyn Fn(&RejectedReport<'_>) + Send + Sync>;
 
 /// Exit bookkeeping, guarded by `Shared::exits`.
 struct Exits {
@@ -137,6 +139,10 @@ pub(crate) struct Shared {
     runner_events: Mutex<u64>,
     runner_events_changed: Condvar,
     panic_handler: PanicHandler,
+    /// Called for every rejected post (see `observe`); looked up on the error path only.
+    rejected_handler: Option<RejectedHandler>,
+    /// Tracing and metrics settings (empty without those features).
+    observe: observe::Settings,
     /// The pool's clock and its timer service (delayed and repeating tasks; see `time/`).
     clock: std::sync::Arc<dyn Clock>,
     timer: std::sync::Arc<TimerService>,
@@ -177,12 +183,14 @@ impl Shared {
     }
 
     /// Posts a one-off task with the default traits.
+    #[allow(unused_mut)] // `observe::posted` stamps the task only with `tracing` or `metrics`.
     fn post_pool_task(&self, task: Task) -> Result<(), PostError> {
-        if !self.is_accepting() {
-            return Err(PostError::Closed(task));
-        }
         let traits = TaskTraits::default();
-        let task = self.track(task);
+        if !self.is_accepting() {
+            return Err(self.reject(&self.name, traits.priority(), RejectReason::Closed, task));
+        }
+        let mut task = self.track(task);
+        observe::posted(&mut task, &self.name);
         self.schedule(Source::Task(task, traits), traits.priority());
         Ok(())
     }
@@ -303,6 +311,35 @@ impl Shared {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             (self.panic_handler)(&report)
         }));
+    }
+
+    /// A post of `task` to `runner` was refused for `reason`: records it (metrics, tracing),
+    /// calls the pool's rejected handler, and builds the error that hands the task back.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn reject(
+        &self,
+        runner: &str,
+        priority: Priority,
+        reason: RejectReason,
+        task: Task,
+    ) -> PostError {
+        let report = RejectedReport::new(runner, priority, reason, task.location());
+        observe::rejected(&report);
+        if let Some(handler) = &self.rejected_handler {
+            // A panicking handler must not take the poster down.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&report)));
+        }
+        match reason {
+            RejectReason::Closed => PostError::Closed(task),
+            RejectReason::Full => PostError::Full(task),
+        }
+    }
+
+    /// Tracing and metrics settings.
+    #[inline]
+    pub(crate) fn observe(&self) -> &observe::Settings {
+        &self.observe
     }
 
     pub(crate) fn notify_runner_event(&self) {
@@ -576,10 +613,14 @@ impl TaskRunner for ThreadPool {
 
     fn timer_target(&self) -> Option<TimerTarget> {
         let shared = &self.owner.shared;
-        Some(TimerTarget::new(
-            shared.timer.clone(),
-            std::sync::Arc::new(PoolRunner(shared.clone())),
-        ))
+        let reporter = shared.clone();
+        Some(
+            TimerTarget::new(shared.timer.clone(), std::sync::Arc::new(PoolRunner(shared.clone())))
+                .with_reject_closed(move |task| {
+                    let priority = TaskTraits::default().priority();
+                    reporter.reject(&reporter.name, priority, RejectReason::Closed, task)
+                }),
+        )
     }
 }
 
@@ -619,6 +660,8 @@ pub struct ThreadPoolBuilder {
     workers: Option<usize>,
     thread_name: Option<ThreadNamer>,
     panic_handler: Option<PanicHandler>,
+    rejected_handler: Option<RejectedHandler>,
+    observe: observe::Settings,
     clock: Option<std::sync::Arc<dyn Clock>>,
     /// Test environment: timers fired by the environment, busy sources counted.
     test_mode: bool,
@@ -631,6 +674,8 @@ impl Default for ThreadPoolBuilder {
             workers: None,
             thread_name: None,
             panic_handler: None,
+            rejected_handler: None,
+            observe: observe::Settings::default(),
             clock: None,
             test_mode: false,
         }
@@ -673,6 +718,28 @@ impl ThreadPoolBuilder {
     /// panic; replace it with `std::panic::set_hook` to silence it.)
     pub fn panic_handler(mut self, f: impl Fn(&PanicReport<'_>) + Send + Sync + 'static) -> Self {
         self.panic_handler = Some(Box::new(f));
+        self
+    }
+
+    /// Called once for every post refused by one of the pool's runners (sequenced, parallel,
+    /// the pool's one-off tasks, delayed tasks whose runner closed), on the posting thread (the
+    /// timer thread for a delayed task that came due), with the runner name, the reason and
+    /// the posted-from location. The default does nothing: the rejected task is handed back
+    /// in the [`PostError`] anyway. Only the error path looks the handler up, so it costs an
+    /// accepted post nothing. (A single-thread runner has its own `on_rejected`.)
+    pub fn rejected_handler(
+        mut self,
+        f: impl Fn(&RejectedReport<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.rejected_handler = Some(Box::new(f));
+        self
+    }
+
+    /// Feature `tracing`: a task of this pool that runs for `threshold` or longer records a
+    /// `WARN` event `slow task` in its span. Default: one second.
+    #[cfg(feature = "tracing")]
+    pub fn slow_task_threshold(mut self, threshold: Duration) -> Self {
+        self.observe.slow_task = threshold;
         self
     }
 
@@ -731,6 +798,8 @@ impl ThreadPoolBuilder {
             panic_handler: self
                 .panic_handler
                 .unwrap_or_else(|| Box::new(|report| eprintln!("{report}"))),
+            rejected_handler: self.rejected_handler,
+            observe: self.observe,
             clock,
             timer,
             track_busy: self.test_mode,

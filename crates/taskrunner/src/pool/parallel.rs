@@ -57,6 +57,7 @@
 
 use std::fmt;
 
+use crate::observe::{self, RejectReason};
 use crate::stats::RunnerCounters;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex, Queue};
@@ -180,10 +181,17 @@ impl Parallel {
 
     /// Transition `post`: push, then count the entry and maybe take a new slot.
     #[inline]
-    fn push(this: &Arc<Parallel>, task: Task, wrap: fn(Task) -> Entry) -> Result<(), PostError> {
+    #[allow(unused_mut)] // `observe::posted` stamps the task only with `tracing` or `metrics`.
+    fn push(
+        this: &Arc<Parallel>,
+        mut task: Task,
+        wrap: fn(Task) -> Entry,
+    ) -> Result<(), PostError> {
         if this.state.load(Ordering::Acquire) & CLOSED != 0 || !this.pool.is_accepting() {
-            return Err(PostError::Closed(task));
+            let priority = this.traits.priority();
+            return Err(this.pool.reject(this.name(), priority, RejectReason::Closed, task));
         }
+        observe::posted(&mut task, this.name());
         this.queue.push(wrap(task));
         let mut state = this.state.load(Ordering::Relaxed);
         loop {

@@ -45,6 +45,7 @@
 use std::time::Instant;
 
 use crate::current::SequenceToken;
+use crate::observe::{self, RejectReason};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::{PostError, Task, TaskTraits};
@@ -165,12 +166,12 @@ impl Sequence {
     #[inline]
     pub(crate) fn post(this: &Arc<Sequence>, task: Task) -> Result<(), PostError> {
         if this.state.load(Ordering::Acquire) & CLOSED != 0 || !this.pool.is_accepting() {
-            return Err(PostError::Closed(task));
+            return Err(this.reject(RejectReason::Closed, task));
         }
         if let Some(bounded) = &this.bounded {
             if !bounded.try_reserve() {
                 bounded.add_rejected();
-                return Err(PostError::Full(task));
+                return Err(this.reject(RejectReason::Full, task));
             }
         }
         Sequence::push(this, this.pool.track(task));
@@ -179,7 +180,9 @@ impl Sequence {
 
     /// The push half of `post`, for a task that was admitted (and given a place if bounded).
     #[inline]
-    fn push(this: &Arc<Sequence>, task: Task) {
+    #[allow(unused_mut)] // `observe::posted` stamps the task only with `tracing` or `metrics`.
+    fn push(this: &Arc<Sequence>, mut task: Task) {
+        observe::posted(&mut task, this.name());
         this.queue.push(task);
         // One `lock xadd`: a `fetch_or` of two bits whose result is used is a CAS loop on x86.
         if this.state.fetch_add(NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
@@ -200,7 +203,7 @@ impl Sequence {
     ) -> Result<(), PostError> {
         let Some(bounded) = &this.bounded else { return Sequence::post(this, task) };
         if this.is_closed() {
-            return Err(PostError::Closed(task));
+            return Err(this.reject(RejectReason::Closed, task));
         }
         match bounded.reserve_until(deadline, || this.is_closed()) {
             Reserve::Reserved => {
@@ -209,10 +212,16 @@ impl Sequence {
             }
             Reserve::TimedOut => {
                 bounded.add_rejected();
-                Err(PostError::Full(task))
+                Err(this.reject(RejectReason::Full, task))
             }
-            Reserve::Closed => Err(PostError::Closed(task)),
+            Reserve::Closed => Err(this.reject(RejectReason::Closed, task)),
         }
+    }
+
+    /// A refused post: reported to the pool's observers, handed back in the error.
+    #[cold]
+    pub(crate) fn reject(&self, reason: RejectReason, task: Task) -> PostError {
+        self.pool.reject(self.name(), self.traits.priority(), reason, task)
     }
 
     /// The capacity, for a bounded sequence.

@@ -13,10 +13,12 @@ use super::{
     Parallel, Release, Sequence, Shared, SlotEnd, Source, IDLE, RUNNING_CONTINUE, RUNNING_WAITED,
 };
 use crate::current;
+use crate::observe;
 use crate::sync::atomic::Ordering;
 use crate::sync::{spin_hint, thread, thread_local, Arc};
 use crate::{
     ParallelTaskRunner, Priority, RunnerHandle, SequencedTaskRunner, ShutdownBehavior, Task,
+    TaskTraits,
 };
 
 /// How many tasks of one sequence a worker runs before it checks whether other sources wait.
@@ -191,7 +193,7 @@ impl Worker {
                         &self.shared,
                         self.index,
                         traits.shutdown_behavior(),
-                        self.shared.name(),
+                        (self.shared.name(), traits.priority()),
                         task,
                     );
                     self.add_ran(1);
@@ -214,9 +216,10 @@ impl Worker {
         );
         sequence.set_running(true);
         loop {
-            let (ran, end) = self.run_batch(&sequence, behavior);
+            let (ran, end) = self.run_batch(&sequence, traits);
             self.add_ran(ran);
             sequence.add_run(ran);
+            observe::queue_depth(sequence.name(), || sequence.queued());
             match end {
                 BatchEnd::Budget if self.shared.has_queued() => {
                     // Let waiting sources go first; the sequence stays scheduled.
@@ -241,6 +244,7 @@ impl Worker {
     /// releases the slot or others sources wait.
     fn run_parallel(&mut self, parallel: Arc<Parallel>) {
         let behavior = parallel.traits().shutdown_behavior();
+        let runner = (parallel.name(), parallel.traits().priority());
         self.set_activity(behavior);
         let _context = current::enter(
             RunnerHandle::parallel(ParallelTaskRunner::from_parallel(parallel.clone())),
@@ -253,7 +257,7 @@ impl Worker {
         let end = loop {
             let (ran, end) = Parallel::run_slot(&parallel, parallel::BATCH, |task| {
                 if shared.tracker.should_run(behavior, parallel.is_closed()) {
-                    run_task_as(shared, index, behavior, parallel.name(), task);
+                    run_task_as(shared, index, behavior, runner, task);
                     true
                 } else {
                     skip_task(shared, task);
@@ -262,6 +266,7 @@ impl Worker {
             });
             self.add_ran(ran);
             counters.add_run(ran);
+            observe::queue_depth(parallel.name(), || parallel.pending());
             if end == SlotEnd::Released || self.shared.has_queued() {
                 break end;
             }
@@ -289,7 +294,9 @@ impl Worker {
 
     /// Runs up to `BATCH` tasks (or `BATCH_TIME`). Returns how many ran and why it stopped.
     #[inline]
-    fn run_batch(&self, sequence: &Sequence, behavior: ShutdownBehavior) -> (u64, BatchEnd) {
+    fn run_batch(&self, sequence: &Sequence, traits: TaskTraits) -> (u64, BatchEnd) {
+        let behavior = traits.shutdown_behavior();
+        let runner = (sequence.name(), traits.priority());
         #[cfg(not(loom))]
         let started = std::time::Instant::now();
         let mut consumer = sequence.consumer();
@@ -306,7 +313,7 @@ impl Worker {
             };
             popped += 1;
             if self.shared.tracker.should_run(behavior, sequence.is_closed_for_owner()) {
-                run_task_as(&self.shared, self.index, behavior, sequence.name(), task);
+                run_task_as(&self.shared, self.index, behavior, runner, task);
                 ran += 1;
             } else {
                 skip_task(&self.shared, task);
@@ -354,13 +361,14 @@ impl Worker {
 /// Runs one task of a runner with `behavior`. While a `ContinueOnShutdown` task runs, the
 /// worker is marked as not waited for by shutdown; before and after it (popping, skipping
 /// queued tasks) it is waited for, so every task dropped by shutdown is counted before the
-/// report is made.
+/// report is made. `runner` is the runner's name and priority (for panic reports, spans and
+/// metrics).
 #[inline]
 fn run_task_as(
     shared: &Shared,
     index: usize,
     behavior: ShutdownBehavior,
-    runner: &str,
+    runner: (&str, Priority),
     task: Task,
 ) {
     if behavior != ShutdownBehavior::ContinueOnShutdown {
@@ -377,14 +385,19 @@ fn run_task_as(
     activity.store(RUNNING_WAITED, Ordering::Release);
 }
 
-/// Runs one task, catching and reporting a panic.
+/// Runs one task, catching and reporting a panic. The `observe` calls are empty without the
+/// `tracing` and `metrics` features.
 #[inline]
-fn run_task(shared: &Shared, runner: &str, task: Task) {
+fn run_task(shared: &Shared, (runner, priority): (&str, Priority), task: Task) {
     let location = task.location();
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task.run())) {
+    let running = observe::start(&task, runner, priority);
+    let result = catch_unwind(AssertUnwindSafe(|| task.run()));
+    let panicked = result.is_err();
+    if let Err(payload) = result {
         shared.report_panic(runner, &*payload, location);
         let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
     }
+    observe::finish(running, panicked, shared.observe());
 }
 
 /// Drops a task unrun, counting it. Its captured state's `Drop` may panic: reported too.

@@ -213,6 +213,9 @@ fn duration_from_nanos(nanos: u128) -> Duration {
 pub struct TimerTarget {
     service: Arc<TimerService>,
     runner: Arc<dyn TaskRunner>,
+    /// Builds the error for a delayed post to a closed runner, reporting the rejection to the
+    /// pool's observers (see `observe`). `None`: a plain `PostError::Closed`.
+    reject_closed: Option<Arc<dyn Fn(Task) -> PostError + Send + Sync>>,
 }
 
 impl fmt::Debug for TimerTarget {
@@ -225,7 +228,16 @@ impl TimerTarget {
     /// Delayed tasks of `runner`, held by `service`. `runner` is what the service posts to at
     /// expiry: a cheap clone of the runner (it must not keep its pool's owner alive).
     pub(crate) fn new(service: Arc<TimerService>, runner: Arc<dyn TaskRunner>) -> TimerTarget {
-        TimerTarget { service, runner }
+        TimerTarget { service, runner, reject_closed: None }
+    }
+
+    /// Reports a delayed post refused at once because the runner is closed through `reject`.
+    pub(crate) fn with_reject_closed(
+        mut self,
+        reject: impl Fn(Task) -> PostError + Send + Sync + 'static,
+    ) -> TimerTarget {
+        self.reject_closed = Some(Arc::new(reject));
+        self
     }
 
     /// The current time on the service's clock.
@@ -254,7 +266,10 @@ impl TimerTarget {
         deadline: Instant,
     ) -> Result<DelayedHandle, PostError> {
         if self.runner.is_closed() {
-            return Err(PostError::Closed(task));
+            return Err(match &self.reject_closed {
+                Some(reject) => reject(task),
+                None => PostError::Closed(task),
+            });
         }
         self.service.schedule(deadline, task, self.runner.clone())
     }
