@@ -13,6 +13,8 @@
 //!
 //! - `timer/insert`: the caller's cost of `post_delayed` with a far deadline (a fresh pool per
 //!   sample; shutting it down drops the pending timers, unmeasured).
+//! - `timer_with_pending/{insert,fire}/{10000,100000}`: the same with that many far-future
+//!   timers pending (an insert is cancelled right away, so the heap keeps its size).
 //! - `timer/fire`: `post_delayed_with_result(1 µs, ..).join()`: insert, the timer service
 //!   firing, the task running and the result coming back.
 //!
@@ -229,6 +231,39 @@ fn timer(c: &mut Criterion) {
         })
     });
     let _report = pool.shutdown();
+
+    // The same two operations with 10k and 100k far-future timers already pending, so the
+    // heap is deep: an insert sifts up through it, and firing pops past none of them.
+    let mut group = c.benchmark_group("timer_with_pending");
+    group.throughput(Throughput::Elements(1));
+    for pending in [10_000usize, 100_000] {
+        let deep = self::pool();
+        let seq = deep.sequenced_runner(TaskTraits::default());
+        let parked: Vec<_> = (0..pending)
+            .map(|i| {
+                let far = Duration::from_secs(3600) + Duration::from_nanos(i as u64);
+                seq.post_delayed(far, || {}).expect("post")
+            })
+            .collect();
+        group.bench_with_input(BenchmarkId::new("insert", pending), &pending, |b, _| {
+            b.iter(|| {
+                let handle = seq.post_delayed(Duration::from_secs(7200), || {}).expect("post");
+                // Cancelled at once, so the heap stays at `pending` entries.
+                handle.cancel();
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("fire", pending), &pending, |b, _| {
+            b.iter(|| {
+                seq.post_delayed_with_result(Duration::from_micros(1), || 1u64)
+                    .expect("post")
+                    .join()
+                    .expect("join")
+            })
+        });
+        drop(parked);
+        let _report = deep.shutdown();
+    }
+    group.finish();
 }
 
 // `criterion_group!` defines an undocumented `pub fn benches`.
