@@ -186,6 +186,21 @@ impl<T> TaskHandle<T> {
     }
 }
 
+impl TaskHandle<()> {
+    /// For `wait_idle`: waits for a marker task posted behind the tasks to wait for. A marker
+    /// dropped unrun means the runner shut down; on timeout the marker is cancelled.
+    pub(crate) fn wait_as_marker(mut self, timeout: Duration) -> Result<(), crate::WaitError> {
+        match self.join_timeout(timeout) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_timeout() => {
+                self.cancel();
+                Err(crate::WaitError::Timeout)
+            }
+            Err(_) => Err(crate::WaitError::ShutDown),
+        }
+    }
+}
+
 impl<T> Future for TaskHandle<T> {
     type Output = Result<T, TaskError>;
 

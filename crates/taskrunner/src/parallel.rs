@@ -137,17 +137,10 @@ impl ParallelTaskRunner {
             return Err(WaitError::WouldDeadlock);
         }
         let location = Location::caller();
-        let (mut marker, run) = TaskHandle::new(|| (), location, None);
+        let (marker, run) = TaskHandle::new(|| (), location, None);
         Parallel::flush(&self.parallel, Task::with_location(run, location))
             .map_err(|_| WaitError::ShutDown)?;
-        match marker.join_timeout(timeout) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_timeout() => {
-                marker.cancel();
-                Err(WaitError::Timeout)
-            }
-            Err(_) => Err(WaitError::ShutDown),
-        }
+        marker.wait_as_marker(timeout)
     }
 
     /// Waits until the runner has shut down and its last task has finished or been dropped.

@@ -273,13 +273,7 @@ pub trait TaskRunnerExt: TaskRunner {
         T: Send + 'static,
         R: FnOnce(T) + Send + 'static,
     {
-        let location = Location::caller();
-        match crate::current_runner() {
-            Some(origin) => crate::reply::post_and_reply(self, origin, task, reply, location),
-            None => {
-                Err(PostError::NoCurrentRunner(crate::reply::without_runner(task, reply, location)))
-            }
-        }
+        self.post_and_reply(task, reply)
     }
 
     /// Like [`post_and_reply`](TaskRunnerExt::post_and_reply), replying on `reply_runner`, any

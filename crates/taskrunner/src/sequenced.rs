@@ -216,7 +216,7 @@ impl SequencedTaskRunner {
         }
         let deadline = Instant::now().checked_add(timeout);
         let location = Location::caller();
-        let (mut marker, run) = TaskHandle::new(|| (), location, self.sequence_token());
+        let (marker, run) = TaskHandle::new(|| (), location, self.sequence_token());
         // On a bounded runner the marker waits for room, within the same timeout.
         match Sequence::post_until(&self.sequence, Task::with_location(run, location), deadline) {
             Ok(()) => {}
@@ -225,14 +225,7 @@ impl SequencedTaskRunner {
         }
         let remaining =
             deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-        match marker.join_timeout(remaining) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_timeout() => {
-                marker.cancel();
-                Err(WaitError::Timeout)
-            }
-            Err(_) => Err(WaitError::ShutDown),
-        }
+        marker.wait_as_marker(remaining)
     }
 
     /// Waits until the runner has shut down (someone called [`shutdown`](Self::shutdown), or

@@ -475,7 +475,7 @@ impl SingleThreadTaskRunner {
         }
         let deadline = Instant::now().checked_add(timeout);
         let location = Location::caller();
-        let (mut marker, run) = TaskHandle::new(|| (), location, Some(self.inner.token));
+        let (marker, run) = TaskHandle::new(|| (), location, Some(self.inner.token));
         // A full queue is waited on, within the same timeout.
         match self.inner.post(Task::with_location(run, location), Wait::Until(deadline)) {
             Ok(()) => {}
@@ -484,14 +484,7 @@ impl SingleThreadTaskRunner {
         }
         let remaining =
             deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-        match marker.join_timeout(remaining) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_timeout() => {
-                marker.cancel();
-                Err(WaitError::Timeout)
-            }
-            Err(_) => Err(WaitError::ShutDown),
-        }
+        marker.wait_as_marker(remaining)
     }
 
     /// Stops accepting posts (they return [`PostError::Closed`]); queued tasks then run or are
