@@ -149,6 +149,20 @@ pub(crate) fn measure(
     ])
 }
 
+/// Posts a task that holds the sequence (its later tasks stay queued) until the returned
+/// sender sends; returns once that task is running.
+fn hold(seq: &taskrunner::SequencedTaskRunner) -> Result<crossbeam_channel::Sender<()>, String> {
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+    seq.post(move || {
+        let _ = started_tx.send(());
+        let _ = gate_rx.recv();
+    })
+    .map_err(|e| format!("post failed: {e:?}"))?;
+    started_rx.recv().map_err(|e| e.to_string())?;
+    Ok(gate_tx)
+}
+
 fn per(n: impl Into<f64>, d: u64) -> f64 {
     n.into() / d.max(1) as f64
 }
@@ -208,14 +222,7 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
     drop(c);
 
     // Bytes per queued task: a first task holds the sequence until every post is counted.
-    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
-    seq.post(move || {
-        let _ = started_tx.send(());
-        let _ = gate_rx.recv();
-    })
-    .map_err(post_err)?;
-    started_rx.recv().map_err(|e| e.to_string())?;
+    let gate_tx = hold(&seq)?;
     let c = Counting::start();
     for _ in 0..posts {
         let p = small_payload();
@@ -286,14 +293,7 @@ fn sequence_bound(runners: usize, posts: u64, workers: usize) -> Result<MemoryRo
     let allocs_large = per(c.allocs() as f64, posts);
     drop(c);
 
-    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
-    seq.post(move || {
-        let _ = started_tx.send(());
-        let _ = gate_rx.recv();
-    })
-    .map_err(post_err)?;
-    started_rx.recv().map_err(|e| e.to_string())?;
+    let gate_tx = hold(&seq)?;
     let c = Counting::start();
     for _ in 0..posts {
         let p = small_payload();
