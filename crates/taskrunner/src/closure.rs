@@ -30,7 +30,9 @@ struct VTable {
     drop: unsafe fn(*mut Storage),
 }
 
-/// A type-erased `FnOnce() + Send + 'static`, inline when small.
+/// A type-erased `FnOnce() + Send + 'static`, inline when small. `repr(C)`: the vtable
+/// pointer, then the storage (see [`VTABLE_THEN_STORAGE`]).
+#[repr(C)]
 pub(crate) struct SmallFn {
     vtable: &'static VTable,
     storage: Storage,
@@ -47,6 +49,13 @@ unsafe impl Send for SmallFn {}
 // `Task`, and so a `PostError`, be `Sync`, as errors passed through `?` into
 // `Box<dyn Error + Send + Sync>` must be.
 unsafe impl Sync for SmallFn {}
+
+/// `SmallFn` is its vtable pointer followed by `INLINE_BYTES` of storage, nothing else: what
+/// `into_raw` splits it into, in that order (the task queue reads tasks back whole, see
+/// `task.rs`).
+pub(crate) const VTABLE_THEN_STORAGE: bool = std::mem::offset_of!(SmallFn, vtable) == 0
+    && std::mem::offset_of!(SmallFn, storage) == size_of::<*mut ()>()
+    && size_of::<SmallFn>() == size_of::<*mut ()>() + INLINE_BYTES;
 
 const fn fits<F>() -> bool {
     size_of::<F>() <= INLINE_BYTES && align_of::<F>() <= align_of::<Storage>()
@@ -90,6 +99,9 @@ impl SmallFn {
     ///
     /// # Safety
     /// `vtable` and `bytes` must come from one `into_raw` call, and be reassembled once.
+    // Only the loom build reassembles tasks from their halves; the queue otherwise reads a
+    // written slot back as a whole `Task` (pool/queue.rs).
+    #[cfg_attr(not(loom), allow(dead_code))]
     #[inline]
     pub(crate) unsafe fn from_raw(vtable: *mut (), bytes: [MaybeUninit<u8>; INLINE_BYTES]) -> Self {
         // SAFETY: per the contract, `vtable` is the `&'static VTable` that `into_raw` gave out,

@@ -129,13 +129,47 @@ impl<T> Queue<T> {
     }
 }
 
+/// A bounded MPMC FIFO queue: crossbeam's `ArrayQueue` normally, and under loom a mutex over
+/// a `VecDeque` of at most `capacity` values.
+#[cfg(not(loom))]
+pub(crate) type BoundedQueue<T> = crossbeam_queue::ArrayQueue<T>;
+
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct BoundedQueue<T> {
+    values: Mutex<std::collections::VecDeque<T>>,
+    capacity: usize,
+}
+
+#[cfg(loom)]
+impl<T> BoundedQueue<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        BoundedQueue { values: Mutex::new(std::collections::VecDeque::new()), capacity }
+    }
+
+    pub(crate) fn push(&self, value: T) -> Result<(), T> {
+        let mut values = self.values.lock();
+        if values.len() == self.capacity {
+            return Err(value);
+        }
+        values.push_back(value);
+        Ok(())
+    }
+
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.values.lock().pop_front()
+    }
+}
+
 /// `UnsafeCell` with loom's closure API (`with`/`with_mut`), so loom can check that accesses
 /// to the cell never race.
 #[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell;
 
+/// Same layout as `T` (the task queue relies on it, see `pool/queue.rs`).
 #[cfg(not(loom))]
 #[derive(Debug)]
+#[repr(transparent)]
 pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
 
 #[cfg(not(loom))]

@@ -15,6 +15,7 @@ use crate::observe::Stamp;
 ///
 /// A closure that captures at most 48 bytes is stored inside the `Task` (64 bytes in all), so
 /// posting it allocates nothing; a larger one is boxed.
+#[repr(C)]
 pub struct Task {
     f: SmallFn,
     location: &'static Location<'static>,
@@ -23,14 +24,32 @@ pub struct Task {
 }
 
 /// A task without its vtable pointer: what a queue slot stores beside the pointer (see
-/// `Task::into_raw`).
+/// `Task::into_raw`). `repr(C)`, like `Task` and `SmallFn`, so that the pointer followed by a
+/// `TaskBody` has exactly the layout of a `Task` (checked below).
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(crate) struct TaskBody {
     closure: [std::mem::MaybeUninit<u8>; crate::closure::INLINE_BYTES],
     location: &'static Location<'static>,
     /// Zero-sized without the `tracing` and `metrics` features.
     stamp: Stamp,
 }
+
+/// A `Task` is its closure's vtable pointer followed by a `TaskBody`, byte for byte, so a queue
+/// slot that stores the pointer and then the body holds a `Task` and can be read back as one
+/// (`pool/queue.rs`: one aligned 64-byte copy, where reassembling the halves cost a
+/// store-forwarding stall per task).
+pub(crate) const VTABLE_THEN_BODY: bool = {
+    use std::mem::{offset_of, size_of};
+    let word = size_of::<*mut ()>();
+    crate::closure::VTABLE_THEN_STORAGE
+        && offset_of!(Task, f) == 0
+        && offset_of!(TaskBody, closure) == 0
+        && offset_of!(Task, location) == word + offset_of!(TaskBody, location)
+        && offset_of!(Task, stamp) == word + offset_of!(TaskBody, stamp)
+        && size_of::<Task>() == word + size_of::<TaskBody>()
+};
+const _: () = assert!(VTABLE_THEN_BODY);
 
 impl Task {
     /// Wraps `f`, recording the caller as the posted-from location.
@@ -63,6 +82,9 @@ impl Task {
     ///
     /// # Safety
     /// `vtable` and `body` must come from one `into_raw` call, and be reassembled once.
+    // Only the loom build reassembles tasks from their halves; the queue otherwise reads a
+    // written slot back as a whole `Task` (pool/queue.rs).
+    #[cfg_attr(not(loom), allow(dead_code))]
     #[allow(unsafe_code)]
     #[inline]
     pub(crate) unsafe fn from_raw(vtable: *mut (), body: TaskBody) -> Task {

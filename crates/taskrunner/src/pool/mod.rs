@@ -30,6 +30,7 @@ pub(crate) use sequence::{Release, Sequence};
 pub use tracker::ShutdownReport;
 pub(crate) use tracker::Tracker;
 
+use queue::BlockCache;
 use sleep::{Notified, Sleep};
 
 /// Something the pool schedules: a whole sequence (one entry however many tasks it holds), one
@@ -133,6 +134,8 @@ pub(crate) struct Shared {
     tracker: std::sync::Arc<Tracker>,
     workers: Box<[CachePadded<WorkerSlot>]>,
     live_workers: AtomicUsize,
+    /// Finished queue blocks, shared by the pool's sequences (see `queue.rs`).
+    blocks: BlockCache,
     exits: Mutex<Exits>,
     exits_changed: Condvar,
     /// Bumped whenever a runner may have finished shutting down (`wait_shutdown` waits on it).
@@ -165,6 +168,12 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// The queue blocks the pool's sequences share (see `queue.rs`).
+    #[inline]
+    pub(crate) fn blocks(&self) -> &BlockCache {
+        &self.blocks
+    }
+
     pub(crate) fn name(&self) -> &std::sync::Arc<str> {
         &self.name
     }
@@ -788,6 +797,7 @@ impl ThreadPoolBuilder {
             tracker,
             workers: (0..workers).map(|_| CachePadded::new(WorkerSlot::default())).collect(),
             live_workers: AtomicUsize::new(workers),
+            blocks: BlockCache::new(),
             exits: Mutex::new(Exits {
                 exited: vec![false; workers],
                 handles: (0..workers).map(|_| None).collect(),

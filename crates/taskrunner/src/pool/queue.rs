@@ -7,6 +7,14 @@
 //! finished goes back into a one-block cache that the next block install takes from, so a
 //! queue that keeps flowing allocates nothing; an idle, never-used queue owns no block at all.
 //!
+//! When that one-block cache is full, a finished block goes to the pool's [`BlockCache`]
+//! (a bounded set of blocks shared by the pool's queues), and an install that finds no spare
+//! takes from there before it allocates. This matters when posters outrun the consumer: the
+//! queue grows, the posting thread allocates a block every `BLOCK_CAP` posts, and without the
+//! shared cache the consumer would free blocks into the allocator at the same time. With
+//! glibc that free waits on the allocator's lock while the poster holds it to grow its heap,
+//! and in the throughput benchmark the consumer spent a sixth of its time blocked there.
+//!
 //! Compared with crossbeam's `SegQueue` (which this replaces on the post path), the gain is the
 //! single consumer: no CAS per pop, and blocks recycled instead of freed and reallocated. The
 //! algorithm is crossbeam's list-channel one, restricted to one consumer.
@@ -46,7 +54,7 @@ use std::mem::MaybeUninit;
 use std::ptr;
 
 use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use crate::sync::{Backoff, UnsafeCell};
+use crate::sync::{Backoff, BoundedQueue, UnsafeCell};
 use crate::task::TaskBody;
 use crate::Task;
 
@@ -56,14 +64,32 @@ const BLOCK_CAP: usize = 31;
 const BLOCK_CAP: usize = 2;
 const LAP: usize = BLOCK_CAP + 1;
 
+/// How many finished blocks a pool keeps for its queues (2 KiB each).
+#[cfg(not(loom))]
+const CACHED_BLOCKS: usize = 32;
+#[cfg(loom)]
+const CACHED_BLOCKS: usize = 1;
+
 /// One task, in exactly one cache line: the closure's vtable pointer, published last, doubles
 /// as the "written" flag (null while the slot is free), and the rest of the task sits beside
 /// it. A consumer reading a task therefore moves one line between cores.
+///
+/// A written slot holds the bytes of a `Task` (`task::VTABLE_THEN_BODY`; the asserts below
+/// check the slot's side), and the consumer reads it back as one (`pop_with`).
 #[repr(C, align(64))]
 struct Slot {
     vtable: AtomicPtr<()>,
     body: UnsafeCell<MaybeUninit<TaskBody>>,
 }
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(offset_of!(Slot, vtable) == 0);
+    assert!(offset_of!(Slot, body) == size_of::<*mut ()>());
+    assert!(size_of::<Slot>() >= size_of::<Task>());
+    assert!(align_of::<Slot>() >= align_of::<Task>());
+};
 
 /// Slots first (so each is line-aligned), the link last.
 #[repr(C)]
@@ -81,6 +107,56 @@ impl Block {
             }),
             next: AtomicPtr::new(ptr::null_mut()),
         })
+    }
+}
+
+/// A finished block, owned by the [`BlockCache`] while it sits there.
+struct CachedBlock(*mut Block);
+
+// SAFETY: a cached block is not referred to by any queue (see `BlockCache`); whoever pops it
+// owns it, from any thread.
+unsafe impl Send for CachedBlock {}
+
+/// Finished blocks shared by the queues of one pool, at most `CACHED_BLOCKS` of them, so that a
+/// queue that grows reuses the blocks another queue (or its own consumer) finished instead of
+/// allocating. A block enters only in the state a new one has: every slot's vtable word null
+/// and `next` null.
+pub(crate) struct BlockCache {
+    blocks: BoundedQueue<CachedBlock>,
+}
+
+impl BlockCache {
+    pub(crate) fn new() -> BlockCache {
+        BlockCache { blocks: BoundedQueue::new(CACHED_BLOCKS) }
+    }
+
+    fn take(&self) -> Option<*mut Block> {
+        self.blocks.pop().map(|block| block.0)
+    }
+
+    #[cfg(all(test, not(loom)))]
+    fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Keeps `block`, or hands it back when the cache is full.
+    fn give(&self, block: *mut Block) -> Result<(), *mut Block> {
+        self.blocks.push(CachedBlock(block)).map_err(|block| block.0)
+    }
+}
+
+impl Drop for BlockCache {
+    fn drop(&mut self) {
+        while let Some(block) = self.take() {
+            // SAFETY: a cached block came from `Box::into_raw` and nothing else refers to it.
+            drop(unsafe { Box::from_raw(block) });
+        }
+    }
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache").finish_non_exhaustive()
     }
 }
 
@@ -133,31 +209,40 @@ impl TaskQueue {
         }
     }
 
-    /// A block for an install: the spare one if any, else a new one.
-    fn take_block(&self) -> *mut Block {
+    /// A block for an install: the spare one if any, else one from the pool's cache, else a
+    /// new one.
+    fn take_block(&self, cache: &BlockCache) -> *mut Block {
         let spare = self.spare.swap(ptr::null_mut(), Ordering::Acquire);
-        if spare.is_null() {
-            Box::into_raw(Block::new())
-        } else {
-            spare
+        if !spare.is_null() {
+            return spare;
         }
+        cache.take().unwrap_or_else(|| Box::into_raw(Block::new()))
     }
 
-    /// Keeps `block` as the spare, or frees it if there is one already.
-    fn put_block(&self, block: *mut Block) {
+    /// Keeps `block` as the spare, or gives it to the pool's cache, or frees it. A block
+    /// reaches here unused by an install, or recycled after the consumer read it all, so it
+    /// is in the state a new block has (every vtable word and `next` null).
+    fn put_block(&self, block: *mut Block, cache: Option<&BlockCache>) {
         if self
             .spare
             .compare_exchange(ptr::null_mut(), block, Ordering::Release, Ordering::Relaxed)
-            .is_err()
+            .is_ok()
         {
-            // SAFETY: `block` came from `Box::into_raw` and nothing else refers to it (a block
-            // reaches here unused by an install, or recycled after the consumer read it all).
-            drop(unsafe { Box::from_raw(block) });
+            return;
         }
+        let block = match cache {
+            Some(cache) => match cache.give(block) {
+                Ok(()) => return,
+                Err(block) => block,
+            },
+            None => block,
+        };
+        // SAFETY: `block` came from `Box::into_raw` and nothing else refers to it (see above).
+        drop(unsafe { Box::from_raw(block) });
     }
 
-    /// Appends a task. Any thread.
-    pub(crate) fn push(&self, task: Task) {
+    /// Appends a task, taking any block it needs from `cache` first. Any thread.
+    pub(crate) fn push(&self, task: Task, cache: &BlockCache) {
         let backoff = Backoff::new();
         let mut tail = self.tail.load(Ordering::Acquire);
         let mut block = self.tail_block.load(Ordering::Acquire);
@@ -175,10 +260,10 @@ impl TaskQueue {
             if offset + 1 == BLOCK_CAP && next_block.is_null() {
                 // Prepare the next block before claiming the last slot, so the install that
                 // other producers wait for is short.
-                next_block = self.take_block();
+                next_block = self.take_block(cache);
             }
             if block.is_null() {
-                let first = self.take_block();
+                let first = self.take_block(cache);
                 match self.tail_block.compare_exchange(
                     ptr::null_mut(),
                     first,
@@ -190,7 +275,7 @@ impl TaskQueue {
                         block = first;
                     }
                     Err(current) => {
-                        self.put_block(first);
+                        self.put_block(first, Some(cache));
                         block = current;
                         tail = self.tail.load(Ordering::Acquire);
                         continue;
@@ -206,7 +291,7 @@ impl TaskQueue {
                 Ok(_) => {
                     // SAFETY: the CAS gave us position `tail`, in `block`'s lap (see the module
                     // docs): the block is live and nobody else writes this slot.
-                    unsafe { self.write(block, offset, tail, next_block, task) };
+                    unsafe { self.write(block, offset, tail, next_block, task, cache) };
                     return;
                 }
                 Err(current) => {
@@ -230,6 +315,7 @@ impl TaskQueue {
         tail: usize,
         next_block: *mut Block,
         task: Task,
+        cache: &BlockCache,
     ) {
         // SAFETY: per the caller's contract `block` is live until the consumer has read this
         // slot, which cannot happen before its vtable word is set below.
@@ -241,7 +327,7 @@ impl TaskQueue {
             self.tail.store(tail + 2, Ordering::Release);
             block.next.store(next_block, Ordering::Release);
         } else if !next_block.is_null() {
-            self.put_block(next_block);
+            self.put_block(next_block, Some(cache));
         }
         let slot = &block.slots[offset];
         let (vtable, body) = task.into_raw();
@@ -295,9 +381,27 @@ impl TaskQueue {
         self.head_slot(cursor).is_some_and(|slot| !slot.vtable.load(Ordering::Acquire).is_null())
     }
 
-    /// Takes the next task at `cursor`. Consumer only (see `cursor`).
+    /// Takes the next task at `cursor`; a finished block goes back to `cache`. Consumer only
+    /// (see `cursor`).
     #[inline]
-    pub(crate) fn pop(&self, cursor: &mut Cursor) -> Option<Task> {
+    pub(crate) fn pop(&self, cursor: &mut Cursor, cache: &BlockCache) -> Option<Task> {
+        self.pop_with(cursor, Some(cache), |task| task)
+    }
+
+    /// Takes the next task at `cursor` and passes it to `f`; `None` if no task is ready.
+    /// Consumer only (see `cursor`).
+    ///
+    /// This is the worker's path: the task goes from the slot to `f` without passing through an
+    /// `Option<Task>`. Such an option keeps its tag in the vtable word and copies the task as
+    /// 8 + 56 bytes, and reading that copy back in 16-byte pieces defeated store-to-load
+    /// forwarding (measured in docs/PERFORMANCE.md, step 8).
+    #[inline]
+    pub(crate) fn pop_with<R>(
+        &self,
+        cursor: &mut Cursor,
+        cache: Option<&BlockCache>,
+        f: impl FnOnce(Task) -> R,
+    ) -> Option<R> {
         let head = cursor.head;
         let slot = self.head_slot(cursor)?;
         let vtable = slot.vtable.load(Ordering::Acquire);
@@ -307,30 +411,49 @@ impl TaskQueue {
             // `sequence.rs`), so the task is picked up then.
             return None;
         }
-        // SAFETY: the vtable word (acquire) says the producer finished writing the body; we are
-        // the only reader. Clearing the word frees the slot for the block's next lap (the block
-        // is recycled only after the consumer has read every slot).
-        let body = slot.body.with_mut(|cell| unsafe { (*cell).assume_init_read() });
+        // SAFETY: the vtable word (acquire) says the producer finished writing the body, and
+        // nothing writes the slot again until we clear the word below, so these plain reads race
+        // with nothing; we are the only reader. The slot holds the vtable pointer followed by
+        // the body, which is the layout of a `Task` (`task::VTABLE_THEN_BODY` and the asserts
+        // on `Slot`), and the two halves came from one `Task::into_raw`. Clearing the word frees
+        // the slot for the block's next lap (the block is recycled only after the consumer has
+        // read every slot).
+        #[cfg(not(loom))]
+        let task = unsafe { ptr::read((slot as *const Slot).cast::<Task>()) };
+        // Loom's atomics and cells are not plain memory: reassemble the halves instead.
+        #[cfg(loom)]
+        // SAFETY: as above; `vtable` and `body` are the two halves of one `Task::into_raw`.
+        let task = unsafe {
+            Task::from_raw(vtable, slot.body.with_mut(|cell| (*cell).assume_init_read()))
+        };
         slot.vtable.store(ptr::null_mut(), Ordering::Relaxed);
-        // SAFETY: `vtable` and `body` are the two halves of one `Task::into_raw`.
-        let task = unsafe { Task::from_raw(vtable, body) };
         if head % LAP + 1 == BLOCK_CAP {
-            // The producer of the last slot set `next` before publishing the slot.
-            let block = cursor.block;
-            // SAFETY: as in `head_slot`; the block is recycled only below, after this read.
-            let block_ref = unsafe { &*block };
-            let next = block_ref.next.load(Ordering::Acquire);
-            debug_assert!(!next.is_null());
-            block_ref.next.store(ptr::null_mut(), Ordering::Relaxed);
-            cursor.block = next;
-            cursor.head = head + 2;
-            // Publish the new head block before the old one can be reused.
-            self.store_cursor(cursor);
-            self.put_block(block);
+            self.next_block(cursor, cache);
         } else {
             cursor.head = head + 1;
         }
-        Some(task)
+        Some(f(task))
+    }
+
+    /// Moves `cursor` from the last slot of its block, just read, to the next block, and
+    /// recycles the finished one. Out of line: it runs once per `BLOCK_CAP` pops, and keeping
+    /// it out of `pop` keeps the task's copy out of memory on the common path (measured: the
+    /// inlined version drained a long queue about a third slower).
+    #[cold]
+    #[inline(never)]
+    fn next_block(&self, cursor: &mut Cursor, cache: Option<&BlockCache>) {
+        // The producer of the last slot set `next` before publishing the slot.
+        let block = cursor.block;
+        // SAFETY: as in `head_slot`; the block is recycled only below, after this read.
+        let block_ref = unsafe { &*block };
+        let next = block_ref.next.load(Ordering::Acquire);
+        debug_assert!(!next.is_null());
+        block_ref.next.store(ptr::null_mut(), Ordering::Relaxed);
+        cursor.block = next;
+        cursor.head += 2;
+        // Publish the new head block before the old one can be reused.
+        self.store_cursor(cursor);
+        self.put_block(block, cache);
     }
 
     /// Whether no task is queued (a claimed slot being written counts as queued). Safe from
@@ -351,7 +474,7 @@ impl Drop for TaskQueue {
     fn drop(&mut self) {
         // Exclusive access: drop the queued tasks, then the blocks.
         let mut cursor = self.cursor();
-        while self.pop(&mut cursor).is_some() {}
+        while self.pop_with(&mut cursor, None, drop).is_some() {}
         self.store_cursor(&cursor);
         let head_block = self.head_block.load(Ordering::Relaxed);
         if !head_block.is_null() {
@@ -389,18 +512,19 @@ mod tests {
 
     #[test]
     fn fifo_across_many_blocks_with_len() {
+        let cache = BlockCache::new();
         let queue = TaskQueue::new();
         assert!(queue.is_empty());
-        assert!(queue.pop(&mut queue.cursor()).is_none());
+        assert!(queue.pop(&mut queue.cursor(), &cache).is_none());
         let (tx, rx) = mpsc::channel();
         for round in 0..3 {
             for i in 0..(BLOCK_CAP * 5 + 3) {
-                queue.push(task(&tx, round, i));
+                queue.push(task(&tx, round, i), &cache);
                 assert_eq!(queue.len(), i + 1);
             }
             let mut n = 0;
             let mut cursor = queue.cursor();
-            while let Some(t) = queue.pop(&mut cursor) {
+            while let Some(t) = queue.pop(&mut cursor, &cache) {
                 t.run();
                 n += 1;
             }
@@ -424,16 +548,106 @@ mod tests {
             }
         }
         let drops = Arc::new(StdAtomicUsize::new(0));
+        let cache = BlockCache::new();
         let queue = TaskQueue::new();
         for _ in 0..(BLOCK_CAP * 2 + 1) {
             let c = Counted(drops.clone());
-            queue.push(Task::new(move || drop(c)));
+            queue.push(Task::new(move || drop(c)), &cache);
         }
         let mut cursor = queue.cursor();
-        drop(queue.pop(&mut cursor));
+        drop(queue.pop(&mut cursor, &cache));
         queue.store_cursor(&cursor);
         drop(queue);
         assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), BLOCK_CAP * 2 + 1);
+    }
+
+    /// Pushes `n` tasks that count their runs into `runs`.
+    fn fill(queue: &TaskQueue, cache: &BlockCache, n: usize, runs: &Arc<StdAtomicUsize>) {
+        for _ in 0..n {
+            let runs = runs.clone();
+            queue.push(
+                Task::new(move || {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }),
+                cache,
+            );
+        }
+    }
+
+    fn drain(queue: &TaskQueue, cache: &BlockCache) -> usize {
+        let mut cursor = queue.cursor();
+        let mut n = 0;
+        while let Some(t) = queue.pop(&mut cursor, cache) {
+            t.run();
+            n += 1;
+        }
+        queue.store_cursor(&cursor);
+        n
+    }
+
+    #[test]
+    fn blocks_finished_by_one_queue_are_reused_by_another_up_to_the_cap() {
+        let cache = BlockCache::new();
+        let runs = Arc::new(StdAtomicUsize::new(0));
+        // Queue A grows to many blocks, then its consumer finishes all but the last: one
+        // becomes A's spare, the cache takes `CACHED_BLOCKS`, and the rest are freed.
+        let a = TaskQueue::new();
+        let blocks = CACHED_BLOCKS + 5;
+        fill(&a, &cache, blocks * BLOCK_CAP, &runs);
+        assert_eq!(drain(&a, &cache), blocks * BLOCK_CAP);
+        assert_eq!(cache.len(), CACHED_BLOCKS);
+        // Queue B installs its first block and the next three from the cache.
+        let b = TaskQueue::new();
+        fill(&b, &cache, 3 * BLOCK_CAP + 1, &runs);
+        assert_eq!(cache.len(), CACHED_BLOCKS - 4);
+        assert_eq!(drain(&b, &cache), 3 * BLOCK_CAP + 1);
+        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), (blocks + 3) * BLOCK_CAP + 1);
+        // Queues free their own blocks, the cache what it holds (no block is in both).
+        drop((a, b));
+        drop(cache);
+    }
+
+    #[test]
+    fn queues_sharing_a_cache_keep_every_producers_order() {
+        const PRODUCERS: usize = 4;
+        const EACH: usize = 20_000;
+        let cache = Arc::new(BlockCache::new());
+        let queues = [Arc::new(TaskQueue::new()), Arc::new(TaskQueue::new())];
+        let (tx, rx) = mpsc::channel();
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let (queue, cache, tx) = (queues[p % 2].clone(), cache.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    for i in 0..EACH {
+                        queue.push(task(&tx, p, i), &cache);
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0usize; PRODUCERS];
+        let mut received = 0;
+        let mut cursors = [queues[0].cursor(), queues[1].cursor()];
+        while received < PRODUCERS * EACH {
+            for (queue, cursor) in queues.iter().zip(&mut cursors) {
+                // A few tasks from one queue, then the other, so both recycle blocks.
+                for _ in 0..100 {
+                    let Some(t) = queue.pop(cursor, &cache) else { break };
+                    t.run();
+                    let (p, i) = rx.recv().unwrap();
+                    assert_eq!(next[p], i, "producer {p} out of order");
+                    next[p] += 1;
+                    received += 1;
+                }
+            }
+        }
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        for (queue, cursor) in queues.iter().zip(&cursors) {
+            queue.store_cursor(cursor);
+            assert!(queue.is_empty());
+        }
+        assert_eq!(next, [EACH; PRODUCERS]);
     }
 
     #[test]
@@ -441,13 +655,14 @@ mod tests {
         const PRODUCERS: usize = 4;
         const EACH: usize = 20_000;
         let queue = Arc::new(TaskQueue::new());
+        let cache = Arc::new(BlockCache::new());
         let (tx, rx) = mpsc::channel();
         let producers: Vec<_> = (0..PRODUCERS)
             .map(|p| {
-                let (queue, tx) = (queue.clone(), tx.clone());
+                let (queue, cache, tx) = (queue.clone(), cache.clone(), tx.clone());
                 std::thread::spawn(move || {
                     for i in 0..EACH {
-                        queue.push(task(&tx, p, i));
+                        queue.push(task(&tx, p, i), &cache);
                     }
                 })
             })
@@ -456,7 +671,7 @@ mod tests {
         let mut received = 0;
         let mut cursor = queue.cursor();
         while received < PRODUCERS * EACH {
-            match queue.pop(&mut cursor) {
+            match queue.pop(&mut cursor, &cache) {
                 Some(t) => {
                     t.run();
                     let (p, i) = rx.recv().unwrap();
@@ -470,7 +685,7 @@ mod tests {
         for producer in producers {
             producer.join().unwrap();
         }
-        assert!(queue.pop(&mut cursor).is_none());
+        assert!(queue.pop(&mut cursor, &cache).is_none());
         queue.store_cursor(&cursor);
         assert!(queue.is_empty());
         assert_eq!(next, [EACH; PRODUCERS]);

@@ -51,7 +51,7 @@ use crate::sync::Arc;
 use crate::{PostError, Task, TaskTraits};
 
 use super::bounded::{Bounded, Reserve};
-use super::queue::{Cursor, TaskQueue};
+use super::queue::{BlockCache, Cursor, TaskQueue};
 use super::{Shared, Source};
 
 const SCHEDULED: usize = 1;
@@ -98,6 +98,8 @@ pub(crate) struct Sequence {
 pub(crate) struct Consumer<'a> {
     queue: &'a TaskQueue,
     cursor: Cursor,
+    /// The pool's block cache, where finished blocks go.
+    blocks: &'a BlockCache,
     /// A bounded sequence's capacity count: each pop frees a place.
     bounded: Option<&'a Bounded>,
 }
@@ -106,11 +108,23 @@ impl Consumer<'_> {
     /// The next ready task.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<Task> {
-        let task = self.queue.pop(&mut self.cursor);
+        let task = self.queue.pop(&mut self.cursor, self.blocks);
         if let (Some(_), Some(bounded)) = (&task, self.bounded) {
             bounded.free();
         }
         task
+    }
+
+    /// Passes the next ready task to `f` (see `TaskQueue::pop_with`); `None` if none is ready.
+    #[inline]
+    pub(crate) fn pop_with<R>(&mut self, f: impl FnOnce(Task) -> R) -> Option<R> {
+        let bounded = self.bounded;
+        self.queue.pop_with(&mut self.cursor, Some(self.blocks), |task| {
+            if let Some(bounded) = bounded {
+                bounded.free();
+            }
+            f(task)
+        })
     }
 
     /// Whether the next task is ready.
@@ -183,7 +197,7 @@ impl Sequence {
     #[allow(unused_mut)] // `observe::posted` stamps the task only with `tracing` or `metrics`.
     fn push(this: &Arc<Sequence>, mut task: Task) {
         observe::posted(&mut task, this.name());
-        this.queue.push(task);
+        this.queue.push(task, this.pool.blocks());
         // One `lock xadd`: a `fetch_or` of two bits whose result is used is a CAS loop on x86.
         if this.state.fetch_add(NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
             // The sequence looked idle: whoever sets SCHEDULED first schedules it.
@@ -259,6 +273,7 @@ impl Sequence {
         Consumer {
             queue: &self.queue,
             cursor: self.queue.cursor(),
+            blocks: self.pool.blocks(),
             bounded: self.bounded.as_deref(),
         }
     }

@@ -306,17 +306,22 @@ impl Worker {
             if popped == BATCH {
                 return (ran, BatchEnd::Budget);
             }
-            let task = match consumer.pop() {
-                Some(task) => task,
+            let outcome = consumer.pop_with(|task| {
+                if self.shared.tracker.should_run(behavior, sequence.is_closed_for_owner()) {
+                    run_task_as(&self.shared, self.index, behavior, runner, task);
+                    true
+                } else {
+                    skip_task(&self.shared, task);
+                    false
+                }
+            });
+            match outcome {
+                Some(run) => {
+                    popped += 1;
+                    ran += u64::from(run);
+                }
                 None if Self::linger(&mut consumer) => continue,
                 None => return (ran, BatchEnd::Empty),
-            };
-            popped += 1;
-            if self.shared.tracker.should_run(behavior, sequence.is_closed_for_owner()) {
-                run_task_as(&self.shared, self.index, behavior, runner, task);
-                ran += 1;
-            } else {
-                skip_task(&self.shared, task);
             }
             #[cfg(not(loom))]
             if popped % 16 == 0 && started.elapsed() >= BATCH_TIME {
