@@ -107,3 +107,73 @@ fn many_sequences_many_producers() {
         assert_eq!(n.join().unwrap(), expected);
     }
 }
+
+/// Queue blocks move between sequences through the pool's block cache: bursts of posts grow
+/// some queues by many blocks while others drain theirs. Every task must still run exactly
+/// once and in each producer's order on its sequence (a block handed over unclean would replay
+/// or skip a task).
+#[test]
+fn blocks_recycled_across_sequences_keep_every_order() {
+    const SEQUENCES: usize = 8;
+    const PRODUCERS: usize = 4;
+    const BURSTS: u64 = 40;
+    const BURST: u64 = 500;
+    let pool = ThreadPool::builder().workers(3).build().unwrap();
+    let sequences: Vec<_> =
+        (0..SEQUENCES).map(|_| pool.sequenced_runner(TaskTraits::default())).collect();
+    // next[s][p]: the next number producer p's task on sequence s must carry. Only tasks of
+    // sequence s touch row s.
+    let next: Arc<Vec<Vec<AtomicU64>>> = Arc::new(
+        (0..SEQUENCES).map(|_| (0..PRODUCERS).map(|_| AtomicU64::new(0)).collect()).collect(),
+    );
+    let violations = Arc::new(AtomicU64::new(0));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let (sequences, next, violations) =
+                (sequences.clone(), next.clone(), violations.clone());
+            std::thread::spawn(move || {
+                let mut sent = vec![0u64; SEQUENCES];
+                for burst in 0..BURSTS {
+                    // Each burst goes to one sequence, so that queue grows by many blocks.
+                    let s = (burst as usize + p) % SEQUENCES;
+                    for _ in 0..BURST {
+                        let (next, violations) = (next.clone(), violations.clone());
+                        let n = sent[s];
+                        sent[s] += 1;
+                        sequences[s]
+                            .post(move || {
+                                let slot = &next[s][p];
+                                if slot.load(Ordering::Relaxed) != n {
+                                    violations.fetch_add(1, Ordering::Relaxed);
+                                }
+                                slot.store(n + 1, Ordering::Relaxed);
+                            })
+                            .unwrap();
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    let sent: Vec<Vec<u64>> = producers.into_iter().map(|h| h.join().unwrap()).collect();
+    for seq in &sequences {
+        seq.wait_idle(Duration::from_secs(60)).unwrap();
+    }
+    assert_eq!(violations.load(Ordering::Relaxed), 0, "a task ran twice or out of order");
+    for (s, seq) in sequences.iter().enumerate() {
+        let next = next.clone();
+        let seen = seq
+            .post_with_result(move || {
+                next[s].iter().map(|n| n.load(Ordering::Relaxed)).collect::<Vec<_>>()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let want: Vec<u64> = (0..PRODUCERS).map(|p| sent[p][s]).collect();
+        assert_eq!(seen, want, "sequence {s}: tasks missing");
+    }
+    let report = pool.shutdown();
+    // Plus, per sequence, the marker task of `wait_idle` and the final check.
+    assert_eq!(report.ran(), PRODUCERS as u64 * BURSTS * BURST + 2 * SEQUENCES as u64);
+    assert_eq!(report.skipped(), 0);
+}
