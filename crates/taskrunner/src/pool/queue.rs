@@ -561,6 +561,28 @@ mod tests {
         assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), BLOCK_CAP * 2 + 1);
     }
 
+    /// Starts `producers` threads; producer `p` pushes `each` tasks sending `(p, i)` to the
+    /// queue `p % queues.len()`.
+    fn spawn_producers(
+        queues: &[Arc<TaskQueue>],
+        cache: &Arc<BlockCache>,
+        tx: &mpsc::Sender<(usize, usize)>,
+        producers: usize,
+        each: usize,
+    ) -> Vec<std::thread::JoinHandle<()>> {
+        (0..producers)
+            .map(|p| {
+                let (queue, cache, tx) =
+                    (queues[p % queues.len()].clone(), cache.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    for i in 0..each {
+                        queue.push(task(&tx, p, i), &cache);
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// Pushes `n` tasks that count their runs into `runs`.
     fn fill(queue: &TaskQueue, cache: &BlockCache, n: usize, runs: &Arc<StdAtomicUsize>) {
         for _ in 0..n {
@@ -614,16 +636,7 @@ mod tests {
         let cache = Arc::new(BlockCache::new());
         let queues = [Arc::new(TaskQueue::new()), Arc::new(TaskQueue::new())];
         let (tx, rx) = mpsc::channel();
-        let producers: Vec<_> = (0..PRODUCERS)
-            .map(|p| {
-                let (queue, cache, tx) = (queues[p % 2].clone(), cache.clone(), tx.clone());
-                std::thread::spawn(move || {
-                    for i in 0..EACH {
-                        queue.push(task(&tx, p, i), &cache);
-                    }
-                })
-            })
-            .collect();
+        let producers = spawn_producers(&queues, &cache, &tx, PRODUCERS, EACH);
         let mut next = [0usize; PRODUCERS];
         let mut received = 0;
         let mut cursors = [queues[0].cursor(), queues[1].cursor()];
@@ -657,16 +670,7 @@ mod tests {
         let queue = Arc::new(TaskQueue::new());
         let cache = Arc::new(BlockCache::new());
         let (tx, rx) = mpsc::channel();
-        let producers: Vec<_> = (0..PRODUCERS)
-            .map(|p| {
-                let (queue, cache, tx) = (queue.clone(), cache.clone(), tx.clone());
-                std::thread::spawn(move || {
-                    for i in 0..EACH {
-                        queue.push(task(&tx, p, i), &cache);
-                    }
-                })
-            })
-            .collect();
+        let producers = spawn_producers(std::slice::from_ref(&queue), &cache, &tx, PRODUCERS, EACH);
         let mut next = [0usize; PRODUCERS];
         let mut received = 0;
         let mut cursor = queue.cursor();
