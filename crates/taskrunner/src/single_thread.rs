@@ -126,6 +126,8 @@ struct Inner {
     name: std::sync::Arc<str>,
     traits: TaskTraits,
     token: SequenceToken,
+    /// Metric keys (zero-sized without the `metrics` feature).
+    metrics: observe::RunnerMetrics,
     /// The runner's thread, set by the thread itself before it first sleeps.
     thread: Mutex<Option<Thread>>,
     join: Mutex<Option<JoinHandle<()>>>,
@@ -251,7 +253,8 @@ impl Inner {
     fn run_or_skip(&self, task: Task) -> bool {
         if self.tracker.should_run(self.traits.shutdown_behavior(), self.is_closed()) {
             let location = task.location();
-            let running = observe::start(&task, &self.name, self.traits.priority());
+            let runner = observe::Runner::new(&self.name, self.traits.priority(), &self.metrics);
+            let running = observe::start(&task, runner);
             let result = catch_unwind(AssertUnwindSafe(|| task.run()));
             let panicked = result.is_err();
             if let Err(payload) = result {
@@ -668,6 +671,7 @@ impl SingleThreadRunnerBuilder {
             name: std::sync::Arc::from(self.name.as_str()),
             traits: self.traits,
             token: SequenceToken::next(),
+            metrics: observe::RunnerMetrics::default(),
             thread: Mutex::new(None),
             join: Mutex::new(None),
         });

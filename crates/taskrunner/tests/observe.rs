@@ -300,6 +300,32 @@ fn each_task_runs_in_a_span_linked_to_its_post_event() {
     assert_eq!(inside, 3);
 }
 
+/// Runners that share a name count into one series, and the pool's own one-off tasks count
+/// under the pool's name. (A recorder that drops series: `tests/metrics_recency.rs`.)
+#[test]
+fn runners_sharing_a_name_count_into_one_series() {
+    let pool = pool(ThreadPool::builder().name("one-off-pool"));
+    let twins: Vec<_> =
+        (0..2).map(|_| pool.sequenced_runner_builder().name("twin").build().unwrap()).collect();
+    for twin in &twins {
+        for _ in 0..4 {
+            twin.post(|| {}).unwrap();
+        }
+        twin.post_with_result(|| ()).unwrap().join().unwrap();
+    }
+    for _ in 0..3 {
+        pool.post_with_result(|| ()).unwrap().join().unwrap();
+    }
+    // Shutdown joins the workers: every task's metrics are recorded by then.
+    pool.shutdown();
+    let twin = [("runner", "twin"), ("priority", "user_visible")];
+    assert_eq!(metric("tasks_total", &twin), 10.0);
+    assert_eq!(metric("task_duration_seconds", &twin), 10.0);
+    let one_off = [("runner", "one-off-pool"), ("priority", "user_visible")];
+    assert_eq!(metric("tasks_total", &one_off), 3.0);
+    assert_eq!(metric("queue_delay_seconds", &one_off), 3.0);
+}
+
 #[test]
 fn parallel_and_single_thread_tasks_get_spans_too() {
     let pool = pool(ThreadPool::builder());

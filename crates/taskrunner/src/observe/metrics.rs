@@ -1,38 +1,80 @@
 //! The `metrics` feature: the metric names and labels are listed in the parent module.
 //!
-//! Labels are built per call (the runner name is copied into each label set): a recorder keys
-//! its handles by them, so the same runner always lands in the same series.
+//! Each runner builds the keys of its series (name and labels) once, on its first task or
+//! queue-depth sample, and every update looks its series up in the recorder by that key, as
+//! the `metrics` macros do. Building the labels per task (copying the runner name, collecting
+//! the label list) had cost more than the task itself (see docs/PERFORMANCE.md). The handles
+//! the recorder returns are not kept, though that would be faster still: a recorder may drop
+//! a series that stayed idle (the Prometheus exporter's idle timeout), and an update through a
+//! kept handle would then go nowhere, where a fresh lookup registers the series again
+//! (`tests/metrics_recency.rs`).
+//! Rejections are rare and build their labels per call.
 
 use std::time::Duration;
+
+use metrics::{Key, Level, Metadata};
 
 use super::{priority_label, RejectedReport};
 use crate::Priority;
 
+/// What the `metrics` macros would pass as the call site's metadata.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// One runner's series keys.
+pub(crate) struct Keys {
+    queue_delay: Key,
+    duration: Key,
+    tasks: Key,
+    panics: Key,
+    depth: Key,
+}
+
+impl Keys {
+    pub(super) fn new(runner: &str, priority: Priority) -> Keys {
+        let labels =
+            [("runner", runner.to_owned()), ("priority", priority_label(priority).to_owned())];
+        Keys {
+            queue_delay: Key::from_parts("queue_delay_seconds", &labels),
+            duration: Key::from_parts("task_duration_seconds", &labels),
+            tasks: Key::from_parts("tasks_total", &labels),
+            panics: Key::from_parts("task_panics_total", &labels),
+            depth: Key::from_parts("queue_depth", &[("runner", runner.to_owned())]),
+        }
+    }
+}
+
+fn counter(key: &Key) -> metrics::Counter {
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA))
+}
+
+fn histogram(key: &Key) -> metrics::Histogram {
+    metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
+}
+
+fn gauge(key: &Key) -> metrics::Gauge {
+    metrics::with_recorder(|recorder| recorder.register_gauge(key, &METADATA))
+}
+
 #[inline]
-pub(super) fn queue_delay(runner: &str, priority: Priority, delay: Option<Duration>) {
+pub(super) fn queue_delay(keys: &Keys, delay: Option<Duration>) {
     if let Some(delay) = delay {
-        metrics::histogram!(
-            "queue_delay_seconds",
-            "runner" => runner.to_owned(),
-            "priority" => priority_label(priority)
-        )
-        .record(delay.as_secs_f64());
+        histogram(&keys.queue_delay).record(delay.as_secs_f64());
     }
 }
 
 #[inline]
-pub(super) fn finished(runner: &str, priority: Priority, duration: Duration, panicked: bool) {
-    let labels = [("runner", runner.to_owned()), ("priority", priority_label(priority).to_owned())];
-    metrics::histogram!("task_duration_seconds", &labels).record(duration.as_secs_f64());
-    metrics::counter!("tasks_total", &labels).increment(1);
+pub(super) fn finished(keys: &Keys, duration: Duration, panicked: bool) {
+    histogram(&keys.duration).record(duration.as_secs_f64());
+    counter(&keys.tasks).increment(1);
     if panicked {
-        metrics::counter!("task_panics_total", &labels).increment(1);
+        counter(&keys.panics).increment(1);
     }
 }
 
 #[inline]
-pub(super) fn queue_depth(runner: &str, depth: usize) {
-    metrics::gauge!("queue_depth", "runner" => runner.to_owned()).set(depth as f64);
+pub(super) fn queue_depth(keys: &Keys, depth: usize) {
+    gauge(&keys.depth).set(depth as f64);
 }
 
 #[cold]

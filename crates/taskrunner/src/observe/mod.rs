@@ -65,8 +65,11 @@
 //! - A [`SingleThreadTaskRunner`](crate::SingleThreadTaskRunner) has no pool: its `full`
 //!   refusals go to its own `on_rejected`, and its tasks and refusals still get the spans,
 //!   events and metrics above (with the default slow-task threshold).
-//! - Metric labels are built per task with the feature on (the runner name is copied); with
-//!   it off nothing is built.
+//! - Each runner builds the keys (name and labels) of its series once, when it first runs a
+//!   task or samples its queue depth, and looks the series up by key on every update, as the
+//!   `metrics` macros do, so a recorder installed later, or one that drops idle series, sees
+//!   every update. Rejections build their labels per call. With the feature off nothing is
+//!   built or kept.
 
 use std::fmt;
 use std::panic::Location;
@@ -184,6 +187,46 @@ pub(crate) fn priority_label(priority: Priority) -> &'static str {
     }
 }
 
+/// A runner as the observability calls see it: its name, its priority and (with `metrics`)
+/// its metric keys.
+#[derive(Clone, Copy)]
+pub(crate) struct Runner<'a> {
+    pub(crate) name: &'a str,
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
+    priority: Priority,
+    #[cfg(feature = "metrics")]
+    metrics: &'a RunnerMetrics,
+}
+
+impl<'a> Runner<'a> {
+    #[inline(always)]
+    #[allow(unused_variables)]
+    pub(crate) fn new(name: &'a str, priority: Priority, metrics: &'a RunnerMetrics) -> Self {
+        Runner {
+            name,
+            priority,
+            #[cfg(feature = "metrics")]
+            metrics,
+        }
+    }
+}
+
+/// A runner's metric keys, built on first use (see the module docs); zero-sized without the
+/// `metrics` feature.
+#[derive(Default)]
+pub(crate) struct RunnerMetrics {
+    #[cfg(feature = "metrics")]
+    keys: std::sync::OnceLock<Box<metrics::Keys>>,
+}
+
+impl RunnerMetrics {
+    #[cfg(feature = "metrics")]
+    #[inline]
+    fn keys(&self, runner: &str, priority: Priority) -> &metrics::Keys {
+        self.keys.get_or_init(|| Box::new(metrics::Keys::new(runner, priority)))
+    }
+}
+
 /// What a task carries from its accepted post to its start: nothing without the features.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Stamp {
@@ -236,9 +279,7 @@ pub(crate) struct Running<'a> {
     #[cfg(feature = "tracing")]
     span: ::tracing::span::EnteredSpan,
     #[cfg(feature = "metrics")]
-    runner: &'a str,
-    #[cfg(feature = "metrics")]
-    priority: Priority,
+    metrics: &'a metrics::Keys,
     #[cfg(not(feature = "metrics"))]
     _runner: std::marker::PhantomData<&'a str>,
 }
@@ -246,22 +287,28 @@ pub(crate) struct Running<'a> {
 /// `task` of `runner` starts on this thread: enters its span, records its queue delay.
 #[inline(always)]
 #[allow(unused_variables)]
-pub(crate) fn start<'a>(task: &Task, runner: &'a str, priority: Priority) -> Running<'a> {
+pub(crate) fn start<'a>(task: &Task, runner: Runner<'a>) -> Running<'a> {
     #[cfg(any(feature = "tracing", feature = "metrics"))]
     let started = std::time::Instant::now();
     #[cfg(any(feature = "tracing", feature = "metrics"))]
     let delay = task.stamp().posted.map(|p| started.saturating_duration_since(p));
     #[cfg(feature = "metrics")]
-    metrics::queue_delay(runner, priority, delay);
+    let keys = runner.metrics.keys(runner.name, runner.priority);
+    #[cfg(feature = "metrics")]
+    metrics::queue_delay(keys, delay);
     Running {
         #[cfg(any(feature = "tracing", feature = "metrics"))]
         started,
         #[cfg(feature = "tracing")]
-        span: tracing::task_span(task.stamp().id, runner, priority, task.location(), delay),
+        span: tracing::task_span(
+            task.stamp().id,
+            runner.name,
+            runner.priority,
+            task.location(),
+            delay,
+        ),
         #[cfg(feature = "metrics")]
-        runner,
-        #[cfg(feature = "metrics")]
-        priority,
+        metrics: keys,
         #[cfg(not(feature = "metrics"))]
         _runner: std::marker::PhantomData,
     }
@@ -274,7 +321,7 @@ pub(crate) fn finish(running: Running<'_>, panicked: bool, settings: &Settings) 
     #[cfg(any(feature = "tracing", feature = "metrics"))]
     let duration = running.started.elapsed();
     #[cfg(feature = "metrics")]
-    metrics::finished(running.runner, running.priority, duration, panicked);
+    metrics::finished(running.metrics, duration, panicked);
     #[cfg(feature = "tracing")]
     tracing::finished(running.span, duration, panicked, settings.slow_task);
 }
@@ -282,9 +329,9 @@ pub(crate) fn finish(running: Running<'_>, panicked: bool, settings: &Settings) 
 /// A batch of `runner` ended: samples its queue depth (`depth` is only called with `metrics`).
 #[inline(always)]
 #[allow(unused_variables)]
-pub(crate) fn queue_depth(runner: &str, depth: impl FnOnce() -> usize) {
+pub(crate) fn queue_depth(runner: Runner<'_>, depth: impl FnOnce() -> usize) {
     #[cfg(feature = "metrics")]
-    metrics::queue_depth(runner, depth());
+    metrics::queue_depth(runner.metrics.keys(runner.name, runner.priority), depth());
 }
 
 /// A post was rejected: records the metric and the event. (The pool calls its handler.)

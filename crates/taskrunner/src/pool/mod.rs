@@ -146,6 +146,8 @@ pub(crate) struct Shared {
     rejected_handler: Option<RejectedHandler>,
     /// Tracing and metrics settings (empty without those features).
     observe: observe::Settings,
+    /// Metric keys of the pool's one-off tasks, per priority (zero-sized without `metrics`).
+    one_off_metrics: [observe::RunnerMetrics; Priority::COUNT],
     /// The pool's clock and its timer service (delayed and repeating tasks; see `time/`).
     clock: std::sync::Arc<dyn Clock>,
     timer: std::sync::Arc<TimerService>,
@@ -347,6 +349,11 @@ impl Shared {
 
     /// Tracing and metrics settings.
     #[inline]
+    /// The pool's one-off tasks of `priority`, as spans and metrics see them.
+    pub(crate) fn observed(&self, priority: Priority) -> observe::Runner<'_> {
+        observe::Runner::new(&self.name, priority, &self.one_off_metrics[priority.index()])
+    }
+
     pub(crate) fn observe(&self) -> &observe::Settings {
         &self.observe
     }
@@ -810,6 +817,7 @@ impl ThreadPoolBuilder {
                 .unwrap_or_else(|| Box::new(|report| eprintln!("{report}"))),
             rejected_handler: self.rejected_handler,
             observe: self.observe,
+            one_off_metrics: Default::default(),
             clock,
             timer,
             track_busy: self.test_mode,

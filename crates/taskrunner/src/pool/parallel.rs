@@ -136,6 +136,8 @@ pub(crate) struct Parallel {
     traits: TaskTraits,
     name: Option<std::sync::Arc<str>>,
     counters: RunnerCounters,
+    /// Metric keys (zero-sized without the `metrics` feature).
+    metrics: observe::RunnerMetrics,
 }
 
 impl fmt::Debug for Parallel {
@@ -165,6 +167,7 @@ impl Parallel {
             traits,
             name,
             counters: RunnerCounters::default(),
+            metrics: observe::RunnerMetrics::default(),
         }
     }
 
@@ -396,6 +399,11 @@ impl Parallel {
     /// The runner's name (`"parallel"` when none was given).
     pub(crate) fn name(&self) -> &str {
         self.name.as_deref().unwrap_or("parallel")
+    }
+
+    /// The runner as spans and metrics see it.
+    pub(crate) fn observed(&self) -> observe::Runner<'_> {
+        observe::Runner::new(self.name(), self.traits.priority(), &self.metrics)
     }
 
     pub(crate) fn counters(&self) -> &RunnerCounters {

@@ -88,6 +88,8 @@ pub(crate) struct Sequence {
     /// Present only on a bounded sequence (it also counts the rejections).
     bounded: Option<Box<Bounded>>,
     token: SequenceToken,
+    /// Metric keys (zero-sized without the `metrics` feature).
+    metrics: observe::RunnerMetrics,
     queue: TaskQueue,
     state: AtomicUsize,
 }
@@ -165,6 +167,7 @@ impl Sequence {
             tasks_run: AtomicU64::new(0),
             bounded: None,
             token: SequenceToken::next(),
+            metrics: observe::RunnerMetrics::default(),
             queue: TaskQueue::new(),
             state: AtomicUsize::new(0),
         }
@@ -347,6 +350,12 @@ impl Sequence {
         self.name.as_deref().unwrap_or("sequence")
     }
 
+    /// The runner as spans and metrics see it.
+    #[inline]
+    pub(crate) fn observed(&self) -> observe::Runner<'_> {
+        observe::Runner::new(self.name(), self.traits.priority(), &self.metrics)
+    }
+
     /// Tasks queued and not yet started: exact on a bounded sequence (its capacity count);
     /// otherwise the queue's positions, where the owner's position is written back at the end
     /// of a batch, so tasks of the running batch may still be counted.
@@ -374,8 +383,15 @@ mod tests {
     #[test]
     fn an_idle_sequence_fits_in_128_bytes_of_heap() {
         // The runner handle is one `Arc<Sequence>`: the heap block is the two reference counts
-        // plus the sequence. An idle, never-used queue owns no block.
-        let heap = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Sequence>();
+        // plus the sequence. An idle, never-used queue owns no block. The `metrics` feature
+        // adds one runner's metric keys (a `OnceLock` of a box); the goal is for the
+        // default build.
+        let metrics = std::mem::size_of::<observe::RunnerMetrics>();
+        #[cfg(not(feature = "metrics"))]
+        assert_eq!(metrics, 0);
+        #[cfg(feature = "metrics")]
+        assert!(metrics <= 16, "the metric keys take {metrics} bytes");
+        let heap = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Sequence>() - metrics;
         assert!(heap <= 128, "an idle sequence takes {heap} bytes");
     }
 }

@@ -193,7 +193,7 @@ impl Worker {
                         &self.shared,
                         self.index,
                         traits.shutdown_behavior(),
-                        (self.shared.name(), traits.priority()),
+                        self.shared.observed(traits.priority()),
                         task,
                     );
                     self.add_ran(1);
@@ -219,7 +219,7 @@ impl Worker {
             let (ran, end) = self.run_batch(&sequence, traits);
             self.add_ran(ran);
             sequence.add_run(ran);
-            observe::queue_depth(sequence.name(), || sequence.queued());
+            observe::queue_depth(sequence.observed(), || sequence.queued());
             match end {
                 BatchEnd::Budget if self.shared.has_queued() => {
                     // Let waiting sources go first; the sequence stays scheduled.
@@ -244,7 +244,7 @@ impl Worker {
     /// releases the slot or others sources wait.
     fn run_parallel(&mut self, parallel: Arc<Parallel>) {
         let behavior = parallel.traits().shutdown_behavior();
-        let runner = (parallel.name(), parallel.traits().priority());
+        let runner = parallel.observed();
         self.set_activity(behavior);
         let _context = current::enter(
             RunnerHandle::parallel(ParallelTaskRunner::from_parallel(parallel.clone())),
@@ -266,7 +266,7 @@ impl Worker {
             });
             self.add_ran(ran);
             counters.add_run(ran);
-            observe::queue_depth(parallel.name(), || parallel.pending());
+            observe::queue_depth(runner, || parallel.pending());
             if end == SlotEnd::Released || self.shared.has_queued() {
                 break end;
             }
@@ -296,7 +296,7 @@ impl Worker {
     #[inline]
     fn run_batch(&self, sequence: &Sequence, traits: TaskTraits) -> (u64, BatchEnd) {
         let behavior = traits.shutdown_behavior();
-        let runner = (sequence.name(), traits.priority());
+        let runner = sequence.observed();
         #[cfg(not(loom))]
         let started = std::time::Instant::now();
         let mut consumer = sequence.consumer();
@@ -366,14 +366,13 @@ impl Worker {
 /// Runs one task of a runner with `behavior`. While a `ContinueOnShutdown` task runs, the
 /// worker is marked as not waited for by shutdown; before and after it (popping, skipping
 /// queued tasks) it is waited for, so every task dropped by shutdown is counted before the
-/// report is made. `runner` is the runner's name and priority (for panic reports, spans and
-/// metrics).
+/// report is made. `runner` names the runner (for panic reports, spans and metrics).
 #[inline]
 fn run_task_as(
     shared: &Shared,
     index: usize,
     behavior: ShutdownBehavior,
-    runner: (&str, Priority),
+    runner: observe::Runner<'_>,
     task: Task,
 ) {
     if behavior != ShutdownBehavior::ContinueOnShutdown {
@@ -393,13 +392,13 @@ fn run_task_as(
 /// Runs one task, catching and reporting a panic. The `observe` calls are empty without the
 /// `tracing` and `metrics` features.
 #[inline]
-fn run_task(shared: &Shared, (runner, priority): (&str, Priority), task: Task) {
+fn run_task(shared: &Shared, runner: observe::Runner<'_>, task: Task) {
     let location = task.location();
-    let running = observe::start(&task, runner, priority);
+    let running = observe::start(&task, runner);
     let result = catch_unwind(AssertUnwindSafe(|| task.run()));
     let panicked = result.is_err();
     if let Err(payload) = result {
-        shared.report_panic(runner, &*payload, location);
+        shared.report_panic(runner.name, &*payload, location);
         let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
     }
     observe::finish(running, panicked, shared.observe());
