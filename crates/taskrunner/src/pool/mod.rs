@@ -536,6 +536,11 @@ impl ThreadPool {
 
     /// A new sequenced runner with the given traits. Runners are cheap: make one per piece of
     /// state.
+    ///
+    /// Memory: an idle sequence that never ran a task takes 120 bytes of heap (16 more with
+    /// the `metrics` feature). Tasks are stored in its queue in blocks of 31 (2 KiB each); an
+    /// idle sequence keeps its current block and at most one spare, and the pool keeps up to
+    /// 32 more finished blocks (64 KiB) for any of its sequences to reuse.
     pub fn sequenced_runner(&self, traits: TaskTraits) -> SequencedTaskRunner {
         SequencedTaskRunner::new(self.owner.shared.clone(), traits, None)
     }
