@@ -186,6 +186,27 @@ impl<T> TaskHandle<T> {
     }
 }
 
+/// `wait_idle` of a sequenced or single-thread runner: posts a marker task with `post` (given
+/// the marker and the deadline for room in a bounded queue) and waits for it within
+/// `timeout`, all told. A full queue past the deadline is a timeout; any other refusal means
+/// the runner shut down.
+pub(crate) fn wait_idle_behind(
+    token: Option<SequenceToken>,
+    timeout: Duration,
+    location: &'static Location<'static>,
+    post: impl FnOnce(crate::Task, Option<Instant>) -> Result<(), crate::PostError>,
+) -> Result<(), crate::WaitError> {
+    let deadline = Instant::now().checked_add(timeout);
+    let (marker, run) = TaskHandle::new(|| (), location, token);
+    match post(crate::Task::with_location(run, location), deadline) {
+        Ok(()) => {}
+        Err(crate::PostError::Full(_)) => return Err(crate::WaitError::Timeout),
+        Err(_) => return Err(crate::WaitError::ShutDown),
+    }
+    let remaining = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+    marker.wait_as_marker(remaining)
+}
+
 impl TaskHandle<()> {
     /// For `wait_idle`: waits for a marker task posted behind the tasks to wait for. A marker
     /// dropped unrun means the runner shut down; on timeout the marker is cancelled.

@@ -14,13 +14,12 @@ use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use crate::current::{self, SequenceToken};
+use crate::handle::wait_idle_behind;
 use crate::pool::{Sequence, Shared};
 use crate::stats::{RunnerKind, RunnerStats};
 use crate::sync::Arc;
 use crate::time::TimerTarget;
-use crate::{
-    BuildError, PostError, Task, TaskHandle, TaskRunner, TaskRunnerExt, TaskTraits, WaitError,
-};
+use crate::{BuildError, PostError, Task, TaskRunner, TaskRunnerExt, TaskTraits, WaitError};
 
 /// Runs its tasks one at a time, in posting order, on the threads of a pool.
 ///
@@ -214,18 +213,10 @@ impl SequencedTaskRunner {
         if self.runs_tasks_in_current_sequence() {
             return Err(WaitError::WouldDeadlock);
         }
-        let deadline = Instant::now().checked_add(timeout);
-        let location = Location::caller();
-        let (marker, run) = TaskHandle::new(|| (), location, self.sequence_token());
         // On a bounded runner the marker waits for room, within the same timeout.
-        match Sequence::post_until(&self.sequence, Task::with_location(run, location), deadline) {
-            Ok(()) => {}
-            Err(PostError::Full(_)) => return Err(WaitError::Timeout),
-            Err(_) => return Err(WaitError::ShutDown),
-        }
-        let remaining =
-            deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-        marker.wait_as_marker(remaining)
+        wait_idle_behind(self.sequence_token(), timeout, Location::caller(), |marker, deadline| {
+            Sequence::post_until(&self.sequence, marker, deadline)
+        })
     }
 
     /// Waits until the runner has shut down (someone called [`shutdown`](Self::shutdown), or

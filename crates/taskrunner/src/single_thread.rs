@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::current::{self, SequenceToken};
 use crate::error::panic_message;
+use crate::handle::wait_idle_behind;
 use crate::observe::{self, RejectReason, RejectedReport};
 use crate::pool::{Bounded, PanicHandler, Reserve, Tracker};
 use crate::stats::{RunnerCounters, RunnerKind, RunnerStats};
@@ -39,7 +40,7 @@ use crate::sync::thread::{self, JoinHandle, Thread};
 use crate::sync::{Arc, Mutex, Queue};
 use crate::time::{RealClock, TimerService, TimerTarget};
 use crate::{
-    BuildError, PanicReport, PostError, RunnerHandle, ShutdownReport, Task, TaskHandle, TaskRunner,
+    BuildError, PanicReport, PostError, RunnerHandle, ShutdownReport, Task, TaskRunner,
     TaskRunnerExt, TaskTraits, WaitError,
 };
 
@@ -476,18 +477,10 @@ impl SingleThreadTaskRunner {
         if self.inner.is_own_thread() {
             return Err(WaitError::WouldDeadlock);
         }
-        let deadline = Instant::now().checked_add(timeout);
-        let location = Location::caller();
-        let (marker, run) = TaskHandle::new(|| (), location, Some(self.inner.token));
         // A full queue is waited on, within the same timeout.
-        match self.inner.post(Task::with_location(run, location), Wait::Until(deadline)) {
-            Ok(()) => {}
-            Err(PostError::Full(_)) => return Err(WaitError::Timeout),
-            Err(_) => return Err(WaitError::ShutDown),
-        }
-        let remaining =
-            deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-        marker.wait_as_marker(remaining)
+        wait_idle_behind(Some(self.inner.token), timeout, Location::caller(), |marker, deadline| {
+            self.inner.post(marker, Wait::Until(deadline))
+        })
     }
 
     /// Stops accepting posts (they return [`PostError::Closed`]); queued tasks then run or are
