@@ -133,6 +133,30 @@ fn large_payload() -> [u64; 16] {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+fn post_err<E: std::fmt::Debug>(e: E) -> String {
+    format!("post failed: {e:?}")
+}
+
+fn wait_err<E: std::fmt::Debug>(e: E) -> String {
+    format!("wait_idle failed: {e:?}")
+}
+
+/// The baselines' job carrying the small payload (40 bytes of closure before boxing).
+fn small_job() -> Job {
+    let p = small_payload();
+    Box::new(move || {
+        std::hint::black_box(p);
+    })
+}
+
+/// The baselines' job carrying the large payload.
+fn large_job() -> Job {
+    let p = large_payload();
+    Box::new(move || {
+        std::hint::black_box(p);
+    })
+}
+
 /// Measures the sequence, a `SequenceBound<u64>`, and two channel-fed executors that run boxed closures (which is what
 /// a general-purpose executor built on a channel has to send). `runners` idle runners are
 /// created to average the idle cost; `posts` closures are posted for the per-post figures.
@@ -169,7 +193,6 @@ fn per(n: impl Into<f64>, d: u64) -> f64 {
 
 fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, String> {
     let pool = pool(workers)?;
-    let post_err = |e| format!("post failed: {e:?}");
 
     // Idle runners.
     let mut all = Vec::with_capacity(runners);
@@ -190,7 +213,7 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
         all.push(seq);
     }
     for seq in &all {
-        seq.wait_idle(DRAIN_TIMEOUT).map_err(|e| format!("wait_idle failed: {e:?}"))?;
+        seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
     }
     let used_idle_bytes = per(c.live_bytes() as f64, runners as u64);
     drop(c);
@@ -207,7 +230,7 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
         // SAFETY: a task of `seq`, the one sequence `state` belongs to.
         seq.post(move || unsafe { state.with(|s| *s += p[3]) }).map_err(post_err)?;
     }
-    seq.wait_idle(DRAIN_TIMEOUT).map_err(|e| format!("wait_idle failed: {e:?}"))?;
+    seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
     let allocs_small = per(c.allocs() as f64, posts);
     drop(c);
 
@@ -217,7 +240,7 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
         // SAFETY: as above.
         seq.post(move || unsafe { state.with(|s| *s += p[15]) }).map_err(post_err)?;
     }
-    seq.wait_idle(DRAIN_TIMEOUT).map_err(|e| format!("wait_idle failed: {e:?}"))?;
+    seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
     let allocs_large = per(c.allocs() as f64, posts);
     drop(c);
 
@@ -232,7 +255,7 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
     let queued_bytes = per(c.live_bytes() as f64, posts);
     drop(c);
     gate_tx.send(()).map_err(|e| e.to_string())?;
-    seq.wait_idle(DRAIN_TIMEOUT).map_err(|e| format!("wait_idle failed: {e:?}"))?;
+    seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
     seq.post_with_result(|| ()).map_err(post_err)?.join().map_err(|e| format!("{e:?}"))?;
     // SAFETY: the sequence is idle and its last task was joined; no task holds `state`.
     let total = unsafe { owned.into_inner() };
@@ -255,8 +278,6 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
 /// together; each post hands the bound a closure of 32 bytes (the bound adds its own pointer).
 fn sequence_bound(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, String> {
     let pool = pool(workers)?;
-    let post_err = |e| format!("post failed: {e:?}");
-    let wait_err = |e| format!("wait_idle failed: {e:?}");
 
     let mut all = Vec::with_capacity(runners);
     let c = Counting::start();
@@ -352,28 +373,14 @@ fn crossbeam(runners: usize, posts: u64) -> Result<MemoryRow, String> {
         owner.join().map_err(|_| "owner thread panicked".to_string())?;
         Ok(per(c.allocs() as f64, posts))
     };
-    let allocs_small = run_posts(&|| {
-        let p = small_payload();
-        Box::new(move || {
-            std::hint::black_box(p);
-        })
-    })?;
-    let allocs_large = run_posts(&|| {
-        let p = large_payload();
-        Box::new(move || {
-            std::hint::black_box(p);
-        })
-    })?;
+    let allocs_small = run_posts(&small_job)?;
+    let allocs_large = run_posts(&large_job)?;
 
     // Nothing drains this channel while the jobs are counted.
     let (tx, rx) = crossbeam_channel::unbounded::<Job>();
     let c = Counting::start();
     for _ in 0..posts {
-        let p = small_payload();
-        tx.send(Box::new(move || {
-            std::hint::black_box(p);
-        }))
-        .map_err(|e| e.to_string())?;
+        tx.send(small_job()).map_err(|e| e.to_string())?;
     }
     let queued_bytes = per(c.live_bytes() as f64, posts);
     drop(c);
@@ -426,27 +433,13 @@ fn tokio(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, String
         rt.block_on(actor).map_err(|e| e.to_string())?;
         Ok(per(c.allocs() as f64, posts))
     };
-    let allocs_small = run_posts(&|| {
-        let p = small_payload();
-        Box::new(move || {
-            std::hint::black_box(p);
-        })
-    })?;
-    let allocs_large = run_posts(&|| {
-        let p = large_payload();
-        Box::new(move || {
-            std::hint::black_box(p);
-        })
-    })?;
+    let allocs_small = run_posts(&small_job)?;
+    let allocs_large = run_posts(&large_job)?;
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
     let c = Counting::start();
     for _ in 0..posts {
-        let p = small_payload();
-        tx.send(Box::new(move || {
-            std::hint::black_box(p);
-        }))
-        .map_err(|e| e.to_string())?;
+        tx.send(small_job()).map_err(|e| e.to_string())?;
     }
     let queued_bytes = per(c.live_bytes() as f64, posts);
     drop(c);
