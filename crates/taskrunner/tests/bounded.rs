@@ -1,25 +1,15 @@
 //! Bounded sequenced runners: capacity, try_post, post_timeout, bad input.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use taskrunner::{PostError, SequencedTaskRunner, TaskRunnerExt, ThreadPool};
+use common::block;
+use taskrunner::{PostError, TaskRunnerExt, ThreadPool};
 
 const LONG: Duration = Duration::from_secs(30);
-
-/// Posts a task that blocks the sequence until the returned sender sends; returns once it runs.
-fn block(seq: &SequencedTaskRunner) -> mpsc::Sender<()> {
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    seq.try_post(move || {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
-    release_tx
-}
 
 #[test]
 fn zero_capacity_is_an_error() {

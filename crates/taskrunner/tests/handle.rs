@@ -1,29 +1,19 @@
 //! TaskHandle: blocking and async waits, cancel, errors.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::block;
 use taskrunner::{TaskRunnerExt, TaskTraits, ThreadPool};
 
 const LONG: Duration = Duration::from_secs(30);
 
 fn quiet_pool(workers: usize) -> ThreadPool {
     ThreadPool::builder().workers(workers).panic_handler(|_| {}).build().unwrap()
-}
-
-/// Blocks the sequence until the returned sender sends (or is dropped).
-fn block(seq: &taskrunner::SequencedTaskRunner) -> mpsc::Sender<()> {
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    seq.post(move || {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
-    release_tx
 }
 
 #[test]

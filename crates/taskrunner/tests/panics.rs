@@ -1,11 +1,14 @@
 //! Panics in tasks and in the Drop of captured state: reported once, the pool survives.
 
+mod common;
+
 use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::block;
 use taskrunner::{ShutdownBehavior, TaskRunnerExt, TaskTraits, ThreadPool};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -92,14 +95,7 @@ fn panic_in_drop_of_a_skipped_task_is_reported_and_counted() {
     let seq = pool.sequenced_runner(
         TaskTraits::default().with_shutdown_behavior(ShutdownBehavior::SkipOnShutdown),
     );
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    seq.post(move || {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
+    let release_tx = block(&seq);
     let (tx, rx) = mpsc::channel();
     let guard = PanicOnDrop(tx);
     seq.post(move || drop(guard)).unwrap();

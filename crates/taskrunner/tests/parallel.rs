@@ -1,11 +1,14 @@
 //! Parallel runner: the concurrency bound, the flush barrier, wait_idle, current runner,
 //! shutdown and bad input.
 
+mod common;
+
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
+use common::block;
 use taskrunner::{
     current_runner, ParallelTaskRunner, PostError, TaskRunner, TaskRunnerExt, TaskTraits,
     ThreadPool, WaitError,
@@ -123,14 +126,7 @@ fn flush_is_a_barrier_under_stress() {
 fn flush_waits_for_a_running_task_and_holds_later_ones() {
     let pool = ThreadPool::builder().workers(3).build().unwrap();
     let par = pool.parallel_runner(TaskTraits::default(), nz(3));
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    par.post(move || {
-        started_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
+    let release_tx = block(&par);
     let (events_tx, events_rx) = mpsc::channel();
     let tx = events_tx.clone();
     par.flush(move || tx.send("flush").unwrap()).unwrap();
@@ -229,14 +225,7 @@ fn post_after_shutdown_hands_the_task_back() {
 fn shutdown_drops_queued_tasks_and_counts_them() {
     let pool = ThreadPool::builder().workers(1).build().unwrap();
     let par = pool.parallel_runner(TaskTraits::default(), nz(1));
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    par.post(move || {
-        started_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
+    let release_tx = block(&par);
     let ran = Arc::new(AtomicUsize::new(0));
     for _ in 0..5 {
         let ran = ran.clone();

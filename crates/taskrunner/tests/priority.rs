@@ -1,10 +1,13 @@
 //! Priorities order sources in the pool; lower priorities still make progress.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::block;
 use taskrunner::{Priority, SequencedTaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -18,14 +21,7 @@ fn user_blocking_sources_start_first_under_saturation() {
     let pool = ThreadPool::builder().workers(1).build().unwrap();
     // Saturate the only worker.
     let gate = runner(&pool, Priority::UserVisible);
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    gate.post(move || {
-        started_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
+    let release_tx = block(&gate);
 
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut runners = Vec::new();

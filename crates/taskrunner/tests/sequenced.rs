@@ -1,10 +1,13 @@
 //! Ordering, exclusion, current-runner lookup and waits of the sequenced runner.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::block;
 use taskrunner::{
     current_runner, SequencedTaskRunner, TaskRunner, TaskRunnerExt, TaskTraits, ThreadPool,
     WaitError,
@@ -150,14 +153,7 @@ fn wait_idle_from_inside_own_sequence_is_would_deadlock() {
 fn wait_idle_times_out_while_a_task_is_blocked() {
     let pool = pool(1);
     let seq = pool.sequenced_runner(TaskTraits::default());
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    seq.post(move || {
-        started_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
+    let release_tx = block(&seq);
     assert_eq!(seq.wait_idle(Duration::from_millis(20)), Err(WaitError::Timeout));
     release_tx.send(()).unwrap();
     seq.wait_idle(LONG).unwrap();
@@ -167,14 +163,7 @@ fn wait_idle_times_out_while_a_task_is_blocked() {
 fn wait_idle_reports_shutdown_during_the_wait() {
     let pool = pool(1);
     let seq = pool.sequenced_runner(TaskTraits::default());
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    seq.post(move || {
-        started_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
+    let release_tx = block(&seq);
     let waiter = {
         let seq = seq.clone();
         std::thread::spawn(move || seq.wait_idle(LONG))

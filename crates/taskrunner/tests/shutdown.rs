@@ -1,31 +1,19 @@
 //! Pool and runner shutdown: what runs, what is dropped and counted, what is waited for.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use taskrunner::{
-    SequencedTaskRunner, ShutdownBehavior, TaskRunnerExt, TaskTraits, ThreadPool, WaitError,
-};
+use common::block;
+use taskrunner::{ShutdownBehavior, TaskRunnerExt, TaskTraits, ThreadPool, WaitError};
 
 const LONG: Duration = Duration::from_secs(30);
 
 fn traits(behavior: ShutdownBehavior) -> TaskTraits {
     TaskTraits::default().with_shutdown_behavior(behavior)
-}
-
-/// Posts a task that blocks its sequence until the returned sender sends.
-fn block(seq: &SequencedTaskRunner) -> mpsc::Sender<()> {
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    seq.post(move || {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
-    release_tx
 }
 
 fn counter_task(counter: &Arc<AtomicUsize>) -> impl FnOnce() + Send + 'static {

@@ -1,31 +1,20 @@
 //! Single-thread runner: one named thread for every task, queue policies, shutdown, stop,
 //! no leaked thread, bad input.
 
+mod common;
+
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use common::block;
 use taskrunner::{
     current_runner, PostError, QueuePolicy, ShutdownBehavior, SingleThreadTaskRunner, TaskRunner,
     TaskRunnerExt, TaskTraits, WaitError,
 };
 
 const LONG: Duration = Duration::from_secs(30);
-
-/// Posts a task that blocks the runner until the returned sender sends; returns once it runs.
-fn block(runner: &SingleThreadTaskRunner) -> mpsc::Sender<()> {
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    runner
-        .try_post(move || {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-        })
-        .unwrap();
-    started_rx.recv().unwrap();
-    release_tx
-}
 
 #[test]
 fn every_task_runs_on_the_same_named_thread() {

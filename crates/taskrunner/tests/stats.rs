@@ -1,9 +1,12 @@
 //! Runner and pool statistics.
 
+mod common;
+
 use std::num::NonZeroUsize;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::block;
 use taskrunner::{
     current_runner, RunnerKind, SingleThreadTaskRunner, TaskRunnerExt, TaskTraits, ThreadPool,
 };
@@ -23,14 +26,7 @@ fn until(mut condition: impl FnMut() -> bool) {
 fn sequenced_stats() {
     let pool = ThreadPool::builder().workers(1).build().unwrap();
     let seq = pool.sequenced_runner_builder().name("db").capacity(8).build().unwrap();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    seq.post(move || {
-        started_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
+    let release_tx = block(&seq);
     for _ in 0..3 {
         seq.post(|| {}).unwrap();
     }
@@ -56,14 +52,7 @@ fn sequenced_stats() {
 fn parallel_stats_and_barrier_pending() {
     let pool = ThreadPool::builder().workers(2).build().unwrap();
     let par = pool.parallel_runner_builder().name("crunch").max_concurrency(2).build().unwrap();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    par.post(move || {
-        started_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-    })
-    .unwrap();
-    started_rx.recv().unwrap();
+    let release_tx = block(&par);
     par.flush(|| {}).unwrap();
     par.post(|| {}).unwrap();
     // The second slot reaches the flush, holds the last task back and lets its thread go;
