@@ -25,8 +25,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "../src/games.rs"]
+mod games;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use taskrunner::{SequenceBound, SequencedTaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
+use taskrunner::{SequenceBound, TaskRunnerExt, TaskTraits, ThreadPool};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -115,60 +118,15 @@ fn wakeup(c: &mut Criterion) {
     let _report = pool.shutdown();
 }
 
-struct Ball {
-    a: SequencedTaskRunner,
-    b: SequencedTaskRunner,
-    left: u64,
-    done: crossbeam_channel::Sender<()>,
-}
-
-fn on_a(ball: Ball) {
-    if ball.left == 0 {
-        let _ = ball.done.send(());
-        return;
-    }
-    let b = ball.b.clone();
-    b.post(move || on_b(ball)).expect("post to B");
-}
-
-fn on_b(mut ball: Ball) {
-    ball.left -= 1;
-    let a = ball.a.clone();
-    a.post(move || on_a(ball)).expect("post to A");
-}
-
-fn reply_round(b: SequencedTaskRunner, left: u64, done: crossbeam_channel::Sender<()>) {
-    if left == 0 {
-        let _ = done.send(());
-        return;
-    }
-    let next = b.clone();
-    b.post_and_reply(|| (), move |()| reply_round(next, left - 1, done)).expect("post_and_reply");
-}
-
 fn pingpong(c: &mut Criterion) {
     let pool = pool();
     let a = pool.sequenced_runner(TaskTraits::default());
     let b = pool.sequenced_runner(TaskTraits::default());
     c.bench_function("pingpong/two_sequences", |bench| {
-        bench.iter_custom(|iters| {
-            let (done, finished) = crossbeam_channel::bounded(1);
-            let ball = Ball { a: a.clone(), b: b.clone(), left: iters, done };
-            let start = Instant::now();
-            a.post(move || on_a(ball)).expect("post");
-            finished.recv().expect("ping-pong finished");
-            start.elapsed()
-        })
+        bench.iter_custom(|iters| games::post_rounds(&a, &b, iters).expect("ping-pong"))
     });
     c.bench_function("pingpong/post_and_reply", |bench| {
-        bench.iter_custom(|iters| {
-            let (done, finished) = crossbeam_channel::bounded(1);
-            let b = b.clone();
-            let start = Instant::now();
-            a.post(move || reply_round(b, iters, done)).expect("post");
-            finished.recv().expect("ping-pong finished");
-            start.elapsed()
-        })
+        bench.iter_custom(|iters| games::reply_rounds(&a, &b, iters).expect("ping-pong"))
     });
     let _report = pool.shutdown();
 }

@@ -12,6 +12,7 @@
 //! and `svg` (the plot).
 
 mod args;
+mod games;
 mod latency;
 mod memory;
 mod pingpong;

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use taskrunner::{SequencedTaskRunner, TaskRunnerExt, TaskTraits};
+use taskrunner::TaskTraits;
 use tokio::sync::oneshot;
 
+use crate::games;
 use crate::variants::{pool, tokio_runtime};
 
 /// One of the ping-pong pairs measured.
@@ -47,65 +48,20 @@ impl Pair {
     }
 }
 
-/// The ball of the sequence ping-pong: both runners, the rounds left, and where to report.
-struct Ball {
-    a: SequencedTaskRunner,
-    b: SequencedTaskRunner,
-    left: u64,
-    done: crossbeam_channel::Sender<()>,
-}
-
-// A rejected post drops the ball with the task it is in, and with it the only `done` sender:
-// the waiting side then sees the channel close and reports the failure.
-fn on_a(ball: Ball) {
-    if ball.left == 0 {
-        let _ = ball.done.send(());
-        return;
-    }
-    let b = ball.b.clone();
-    let _ = b.post(move || on_b(ball));
-}
-
-fn on_b(mut ball: Ball) {
-    ball.left -= 1;
-    let a = ball.a.clone();
-    let _ = a.post(move || on_a(ball));
-}
-
 fn sequences(rounds: u64, workers: usize) -> Result<Duration, String> {
     let pool = pool(workers)?;
     let a = pool.sequenced_runner(TaskTraits::default());
     let b = pool.sequenced_runner(TaskTraits::default());
-    let (done, finished) = crossbeam_channel::bounded(1);
-    let ball = Ball { a: a.clone(), b, left: rounds, done };
-    let start = Instant::now();
-    a.post(move || on_a(ball)).map_err(|e| format!("post failed: {e:?}"))?;
-    finished.recv().map_err(|_| "a post was rejected mid-game".to_string())?;
-    let elapsed = start.elapsed();
+    let elapsed = games::post_rounds(&a, &b, rounds)?;
     let _report = pool.shutdown();
     Ok(elapsed)
-}
-
-/// One round of the `post_and_reply` game, run on A: B runs an empty task, and the reply,
-/// back on A, starts the next round. A rejected post drops `done` with the task.
-fn reply_round(b: SequencedTaskRunner, left: u64, done: crossbeam_channel::Sender<()>) {
-    if left == 0 {
-        let _ = done.send(());
-        return;
-    }
-    let next = b.clone();
-    let _ = b.post_and_reply(|| (), move |()| reply_round(next, left - 1, done));
 }
 
 fn sequences_reply(rounds: u64, workers: usize) -> Result<Duration, String> {
     let pool = pool(workers)?;
     let a = pool.sequenced_runner(TaskTraits::default());
     let b = pool.sequenced_runner(TaskTraits::default());
-    let (done, finished) = crossbeam_channel::bounded(1);
-    let start = Instant::now();
-    a.post(move || reply_round(b, rounds, done)).map_err(|e| format!("post failed: {e:?}"))?;
-    finished.recv().map_err(|_| "a post was rejected mid-game".to_string())?;
-    let elapsed = start.elapsed();
+    let elapsed = games::reply_rounds(&a, &b, rounds)?;
     let _report = pool.shutdown();
     Ok(elapsed)
 }
