@@ -23,7 +23,7 @@ use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use crate::current::{self, SequenceToken};
-use crate::handle::TaskHandle;
+use crate::handle::wait_idle_behind;
 use crate::pool::{Parallel, Shared};
 use crate::stats::{RunnerKind, RunnerStats};
 use crate::sync::Arc;
@@ -136,11 +136,10 @@ impl ParallelTaskRunner {
         if self.is_current() {
             return Err(WaitError::WouldDeadlock);
         }
-        let location = Location::caller();
-        let (marker, run) = TaskHandle::new(|| (), location, None);
-        Parallel::flush(&self.parallel, Task::with_location(run, location))
-            .map_err(|_| WaitError::ShutDown)?;
-        marker.wait_as_marker(timeout)
+        // A flush is refused only when the runner is closed: the wait reports `ShutDown`.
+        wait_idle_behind(None, timeout, Location::caller(), |marker, _| {
+            Parallel::flush(&self.parallel, marker)
+        })
     }
 
     /// Waits until the runner has shut down and its last task has finished or been dropped.
