@@ -133,6 +133,25 @@ fn large_payload() -> [u64; 16] {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Heap bytes per item, averaged over `n` items made by `make` and then `settle`d (given all
+/// of them), counted while they are all alive. They are dropped after the count.
+fn live_bytes_per<T>(
+    n: usize,
+    mut make: impl FnMut() -> Result<T, String>,
+    settle: impl FnOnce(&[T]) -> Result<(), String>,
+) -> Result<f64, String> {
+    let mut all = Vec::with_capacity(n);
+    let c = Counting::start();
+    for _ in 0..n {
+        all.push(make()?);
+    }
+    settle(&all)?;
+    let bytes = per(c.live_bytes() as f64, n as u64);
+    drop(c);
+    drop(all);
+    Ok(bytes)
+}
+
 fn post_err<E: std::fmt::Debug>(e: E) -> String {
     format!("post failed: {e:?}")
 }
@@ -195,29 +214,19 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
     let pool = pool(workers)?;
 
     // Idle runners.
-    let mut all = Vec::with_capacity(runners);
-    let c = Counting::start();
-    for _ in 0..runners {
-        all.push(pool.sequenced_runner(TaskTraits::default()));
-    }
-    let idle_bytes = per(c.live_bytes() as f64, runners as u64);
-    drop(c);
-    drop(all);
+    let idle_bytes =
+        live_bytes_per(runners, || Ok(pool.sequenced_runner(TaskTraits::default())), |_| Ok(()))?;
 
     // Idle runners that have each run one task.
-    let mut all = Vec::with_capacity(runners);
-    let c = Counting::start();
-    for _ in 0..runners {
-        let seq = pool.sequenced_runner(TaskTraits::default());
-        seq.post(|| {}).map_err(post_err)?;
-        all.push(seq);
-    }
-    for seq in &all {
-        seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
-    }
-    let used_idle_bytes = per(c.live_bytes() as f64, runners as u64);
-    drop(c);
-    drop(all);
+    let used_idle_bytes = live_bytes_per(
+        runners,
+        || {
+            let seq = pool.sequenced_runner(TaskTraits::default());
+            seq.post(|| {}).map_err(post_err)?;
+            Ok(seq)
+        },
+        |all| all.iter().try_for_each(|seq| seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)),
+    )?;
 
     let seq = pool.sequenced_runner(TaskTraits::default());
     let owned = SeqOwned::new(0u64);
@@ -279,19 +288,15 @@ fn sequence(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, Str
 fn sequence_bound(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, String> {
     let pool = pool(workers)?;
 
-    let mut all = Vec::with_capacity(runners);
-    let c = Counting::start();
-    for _ in 0..runners {
-        let seq = pool.sequenced_runner(TaskTraits::default());
-        let bound = SequenceBound::new(&seq, || 0u64);
-        all.push((seq, bound));
-    }
-    for (seq, _) in &all {
-        seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)?;
-    }
-    let used_idle_bytes = per(c.live_bytes() as f64, runners as u64);
-    drop(c);
-    drop(all);
+    let used_idle_bytes = live_bytes_per(
+        runners,
+        || {
+            let seq = pool.sequenced_runner(TaskTraits::default());
+            let bound = SequenceBound::new(&seq, || 0u64);
+            Ok((seq, bound))
+        },
+        |all| all.iter().try_for_each(|(seq, _)| seq.wait_idle(DRAIN_TIMEOUT).map_err(wait_err)),
+    )?;
 
     let seq = pool.sequenced_runner(TaskTraits::default());
     let bound = SequenceBound::new(&seq, || 0u64);
@@ -341,26 +346,18 @@ fn sequence_bound(runners: usize, posts: u64, workers: usize) -> Result<MemoryRo
 }
 
 fn crossbeam(runners: usize, posts: u64) -> Result<MemoryRow, String> {
-    let mut all = Vec::with_capacity(runners);
-    let c = Counting::start();
-    for _ in 0..runners {
-        all.push(crossbeam_channel::unbounded::<Job>());
-    }
-    let idle_bytes = per(c.live_bytes() as f64, runners as u64);
-    drop(c);
-    drop(all);
-
-    let mut all = Vec::with_capacity(runners);
-    let c = Counting::start();
-    for _ in 0..runners {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        tx.send(Box::new(|| {})).map_err(|e| e.to_string())?;
-        rx.recv().map_err(|e| e.to_string())?();
-        all.push((tx, rx));
-    }
-    let used_idle_bytes = per(c.live_bytes() as f64, runners as u64);
-    drop(c);
-    drop(all);
+    let idle_bytes =
+        live_bytes_per(runners, || Ok(crossbeam_channel::unbounded::<Job>()), |_| Ok(()))?;
+    let used_idle_bytes = live_bytes_per(
+        runners,
+        || {
+            let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+            tx.send(Box::new(|| {})).map_err(|e| e.to_string())?;
+            rx.recv().map_err(|e| e.to_string())?();
+            Ok((tx, rx))
+        },
+        |_| Ok(()),
+    )?;
 
     let run_posts = |make: &dyn Fn() -> Job| -> Result<f64, String> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
@@ -397,26 +394,18 @@ fn crossbeam(runners: usize, posts: u64) -> Result<MemoryRow, String> {
 
 fn tokio(runners: usize, posts: u64, workers: usize) -> Result<MemoryRow, String> {
     let rt = tokio_runtime(workers)?;
-    let mut all = Vec::with_capacity(runners);
-    let c = Counting::start();
-    for _ in 0..runners {
-        all.push(tokio::sync::mpsc::unbounded_channel::<Job>());
-    }
-    let idle_bytes = per(c.live_bytes() as f64, runners as u64);
-    drop(c);
-    drop(all);
-
-    let mut all = Vec::with_capacity(runners);
-    let c = Counting::start();
-    for _ in 0..runners {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
-        tx.send(Box::new(|| {})).map_err(|e| e.to_string())?;
-        rx.try_recv().map_err(|e| e.to_string())?();
-        all.push((tx, rx));
-    }
-    let used_idle_bytes = per(c.live_bytes() as f64, runners as u64);
-    drop(c);
-    drop(all);
+    let idle_bytes =
+        live_bytes_per(runners, || Ok(tokio::sync::mpsc::unbounded_channel::<Job>()), |_| Ok(()))?;
+    let used_idle_bytes = live_bytes_per(
+        runners,
+        || {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+            tx.send(Box::new(|| {})).map_err(|e| e.to_string())?;
+            rx.try_recv().map_err(|e| e.to_string())?();
+            Ok((tx, rx))
+        },
+        |_| Ok(()),
+    )?;
 
     let run_posts = |make: &dyn Fn() -> Job| -> Result<f64, String> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
