@@ -1,4 +1,5 @@
-//! `SmallFn`: a `FnOnce() + Send` stored inline when it captures at most 48 bytes.
+//! `SmallFn`: a `FnOnce() + Send` stored inline when it captures at most 48 bytes, with the
+//! place it was posted from.
 //!
 //! A boxed closure costs one allocation on the posting thread and one free on the worker;
 //! measured on the benchmark workload, malloc and free were about half of a post's cost (glibc
@@ -6,8 +7,14 @@
 //! into the task itself instead, so they travel through the queues without touching the heap;
 //! larger (or over-aligned) ones are boxed as before.
 //!
+//! What a `SmallFn` holds is a [`Job`]: a closure (through [`Closure`]), or one of the
+//! library's own task types that needs its posted-from location when it runs or is dropped
+//! unrun (a `post_and_reply` task posts its reply from there, `reply.rs`). The location is
+//! handed to the job's `run` and `discard` rather than captured, so such a job is 8 bytes
+//! smaller and fits inline more often.
+//!
 //! The `unsafe` here is confined to three facts, each checked where it is used: the storage is
-//! big and aligned enough for `F` (`fits::<F>()`), the storage holds a live `F` (or `Box<F>`)
+//! big and aligned enough for `J` (`fits::<J>()`), the storage holds a live `J` (or `Box<J>`)
 //! from `new` until exactly one of `call` or `drop` consumes it, and the vtable matches what
 //! `new` wrote.
 
@@ -15,7 +22,37 @@
 
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
+use std::panic::Location;
 use std::ptr;
+
+/// Where a task was posted from.
+pub(crate) type PostedFrom = &'static Location<'static>;
+
+/// What a task runs, once: either [`run`](Job::run) or, if the task is dropped unrun,
+/// [`discard`](Job::discard). Both are given the task's posted-from location.
+pub(crate) trait Job: Send + 'static {
+    /// Runs the job.
+    fn run(self, posted_from: PostedFrom);
+
+    /// Disposes of the job unrun. The default drops it.
+    fn discard(self, posted_from: PostedFrom)
+    where
+        Self: Sized,
+    {
+        let _ = posted_from;
+        drop(self);
+    }
+}
+
+/// A closure as a [`Job`]: runs it, and drops it when discarded.
+pub(crate) struct Closure<F>(pub(crate) F);
+
+impl<F: FnOnce() + Send + 'static> Job for Closure<F> {
+    #[inline]
+    fn run(self, _posted_from: PostedFrom) {
+        (self.0)()
+    }
+}
 
 /// Bytes a closure may capture and still be stored inline.
 pub(crate) const INLINE_BYTES: usize = 48;
@@ -24,18 +61,19 @@ pub(crate) const INLINE_BYTES: usize = 48;
 struct Storage([MaybeUninit<u8>; INLINE_BYTES]);
 
 struct VTable {
-    /// Moves the closure out of the storage and calls it.
-    call: unsafe fn(*mut Storage),
-    /// Drops the closure in place.
-    drop: unsafe fn(*mut Storage),
+    /// Moves the job out of the storage and runs it.
+    call: unsafe fn(*mut Storage, PostedFrom),
+    /// Moves the job out of the storage and discards it.
+    drop: unsafe fn(*mut Storage, PostedFrom),
 }
 
-/// A type-erased `FnOnce() + Send + 'static`, inline when small. `repr(C)`: the vtable
-/// pointer, then the storage (see [`VTABLE_THEN_STORAGE`]).
+/// A type-erased [`Job`], inline when small, and where it was posted from. `repr(C)`: the
+/// vtable pointer, the storage, the location (see [`VTABLE_STORAGE_LOCATION`]).
 #[repr(C)]
 pub(crate) struct SmallFn {
     vtable: &'static VTable,
     storage: Storage,
+    location: PostedFrom,
     /// Not inferred from the storage: `Send` and `Sync` are stated by the impls below.
     _marker: PhantomData<*mut ()>,
 }
@@ -50,49 +88,48 @@ unsafe impl Send for SmallFn {}
 // `Box<dyn Error + Send + Sync>` must be.
 unsafe impl Sync for SmallFn {}
 
-/// `SmallFn` is its vtable pointer followed by `INLINE_BYTES` of storage, nothing else: what
-/// `into_raw` splits it into, in that order (the task queue reads tasks back whole, see
+/// `SmallFn` is its vtable pointer, `INLINE_BYTES` of storage and the location, nothing else:
+/// what `into_raw` splits it into, in that order (the task queue reads tasks back whole, see
 /// `task.rs`).
-pub(crate) const VTABLE_THEN_STORAGE: bool = std::mem::offset_of!(SmallFn, vtable) == 0
+pub(crate) const VTABLE_STORAGE_LOCATION: bool = std::mem::offset_of!(SmallFn, vtable) == 0
     && std::mem::offset_of!(SmallFn, storage) == size_of::<*mut ()>()
-    && size_of::<SmallFn>() == size_of::<*mut ()>() + INLINE_BYTES;
+    && std::mem::offset_of!(SmallFn, location) == size_of::<*mut ()>() + INLINE_BYTES
+    && size_of::<SmallFn>() == 2 * size_of::<*mut ()>() + INLINE_BYTES;
 
-const fn fits<F>() -> bool {
-    size_of::<F>() <= INLINE_BYTES && align_of::<F>() <= align_of::<Storage>()
+/// Whether a `J` is stored inline (no heap allocation).
+pub(crate) const fn fits<J>() -> bool {
+    size_of::<J>() <= INLINE_BYTES && align_of::<J>() <= align_of::<Storage>()
 }
 
 impl SmallFn {
     #[inline]
-    pub(crate) fn new<F>(f: F) -> SmallFn
-    where
-        F: FnOnce() + Send + 'static,
-    {
+    pub(crate) fn new<J: Job>(job: J, location: PostedFrom) -> SmallFn {
         let mut storage = Storage([MaybeUninit::uninit(); INLINE_BYTES]);
-        let vtable: &'static VTable = if fits::<F>() {
-            // SAFETY: `fits::<F>()`: the storage is large and aligned enough for an `F`.
-            unsafe { ptr::write(storage.0.as_mut_ptr().cast::<F>(), f) };
-            const { &VTable { call: call_inline::<F>, drop: drop_inline::<F> } }
+        let vtable: &'static VTable = if fits::<J>() {
+            // SAFETY: `fits::<J>()`: the storage is large and aligned enough for a `J`.
+            unsafe { ptr::write(storage.0.as_mut_ptr().cast::<J>(), job) };
+            const { &VTable { call: call_inline::<J>, drop: drop_inline::<J> } }
         } else {
-            // SAFETY: a `Box<F>` is one pointer, which always fits the 8-aligned storage.
-            unsafe { ptr::write(storage.0.as_mut_ptr().cast::<Box<F>>(), Box::new(f)) };
-            const { &VTable { call: call_boxed::<F>, drop: drop_boxed::<F> } }
+            // SAFETY: a `Box<J>` is one pointer, which always fits the 8-aligned storage.
+            unsafe { ptr::write(storage.0.as_mut_ptr().cast::<Box<J>>(), Box::new(job)) };
+            const { &VTable { call: call_boxed::<J>, drop: drop_boxed::<J> } }
         };
-        SmallFn { vtable, storage, _marker: PhantomData }
+        SmallFn { vtable, storage, location, _marker: PhantomData }
     }
 
-    /// Whether a closure of type `F` is stored inline (no heap allocation).
-    #[cfg(all(test, not(loom)))]
-    pub(crate) const fn stores_inline<F>() -> bool {
-        fits::<F>()
-    }
-
-    /// Splits the closure into its vtable pointer (never null) and its inline bytes, so a
-    /// queue can store the pointer in an atomic word of its own and use it as the slot's
-    /// "written" flag. The closure is not dropped: `from_raw` must put it back together.
+    /// Where the job was posted from.
     #[inline]
-    pub(crate) fn into_raw(self) -> (*mut (), [MaybeUninit<u8>; INLINE_BYTES]) {
+    pub(crate) fn location(&self) -> PostedFrom {
+        self.location
+    }
+
+    /// Splits the job into its vtable pointer (never null), its inline bytes and its location,
+    /// so a queue can store the pointer in an atomic word of its own and use it as the slot's
+    /// "written" flag. The job is not dropped: `from_raw` must put it back together.
+    #[inline]
+    pub(crate) fn into_raw(self) -> (*mut (), [MaybeUninit<u8>; INLINE_BYTES], PostedFrom) {
         let this = ManuallyDrop::new(self);
-        (this.vtable as *const VTable as *mut (), this.storage.0)
+        (this.vtable as *const VTable as *mut (), this.storage.0, this.location)
     }
 
     /// Reassembles a closure split by `into_raw`.
@@ -103,54 +140,60 @@ impl SmallFn {
     // written slot back as a whole `Task` (pool/queue.rs).
     #[cfg_attr(not(loom), allow(dead_code))]
     #[inline]
-    pub(crate) unsafe fn from_raw(vtable: *mut (), bytes: [MaybeUninit<u8>; INLINE_BYTES]) -> Self {
+    pub(crate) unsafe fn from_raw(
+        vtable: *mut (),
+        bytes: [MaybeUninit<u8>; INLINE_BYTES],
+        location: PostedFrom,
+    ) -> Self {
         // SAFETY: per the contract, `vtable` is the `&'static VTable` that `into_raw` gave out,
-        // and `bytes` holds the closure it describes (moved bytewise, which any Rust value
-        // allows; the storage keeps its 8-byte alignment).
+        // and `bytes` holds the job it describes (moved bytewise, which any Rust value allows;
+        // the storage keeps its 8-byte alignment).
         let vtable = unsafe { &*(vtable as *const VTable) };
-        SmallFn { vtable, storage: Storage(bytes), _marker: PhantomData }
+        SmallFn { vtable, storage: Storage(bytes), location, _marker: PhantomData }
     }
 
-    /// Calls the closure, consuming it.
+    /// Runs the job, consuming it.
     #[inline]
     pub(crate) fn call(self) {
         let mut this = ManuallyDrop::new(self);
-        // SAFETY: the storage holds the live closure `new` wrote, matching the vtable; `this`
-        // is never dropped, so the closure is consumed exactly once, here.
-        unsafe { (this.vtable.call)(&mut this.storage) }
+        // SAFETY: the storage holds the live job `new` wrote, matching the vtable; `this` is
+        // never dropped, so the job is consumed exactly once, here.
+        unsafe { (this.vtable.call)(&mut this.storage, this.location) }
     }
 }
 
 impl Drop for SmallFn {
     fn drop(&mut self) {
-        // SAFETY: not called yet (`call` forgets `self`), so the storage still holds the closure
+        // SAFETY: not called yet (`call` forgets `self`), so the storage still holds the job
         // `new` wrote, matching the vtable.
-        unsafe { (self.vtable.drop)(&mut self.storage) }
+        unsafe { (self.vtable.drop)(&mut self.storage, self.location) }
     }
 }
 
-unsafe fn call_inline<F: FnOnce()>(storage: *mut Storage) {
-    // SAFETY: the caller guarantees the storage holds a live, suitably aligned `F`; reading it
+unsafe fn call_inline<J: Job>(storage: *mut Storage, location: PostedFrom) {
+    // SAFETY: the caller guarantees the storage holds a live, suitably aligned `J`; reading it
     // out moves ownership here, and the storage is not used again.
-    let f = unsafe { ptr::read(storage.cast::<F>()) };
-    f()
+    let job = unsafe { ptr::read(storage.cast::<J>()) };
+    job.run(location)
 }
 
-unsafe fn drop_inline<F>(storage: *mut Storage) {
-    // SAFETY: as in `call_inline`; the `F` is dropped in place, once.
-    unsafe { ptr::drop_in_place(storage.cast::<F>()) }
+unsafe fn drop_inline<J: Job>(storage: *mut Storage, location: PostedFrom) {
+    // SAFETY: as in `call_inline`.
+    let job = unsafe { ptr::read(storage.cast::<J>()) };
+    job.discard(location)
 }
 
-unsafe fn call_boxed<F: FnOnce()>(storage: *mut Storage) {
-    // SAFETY: the caller guarantees the storage holds a live `Box<F>`; reading it out moves
+unsafe fn call_boxed<J: Job>(storage: *mut Storage, location: PostedFrom) {
+    // SAFETY: the caller guarantees the storage holds a live `Box<J>`; reading it out moves
     // ownership here, and the storage is not used again.
-    let f = unsafe { ptr::read(storage.cast::<Box<F>>()) };
-    f()
+    let job = unsafe { ptr::read(storage.cast::<Box<J>>()) };
+    (*job).run(location)
 }
 
-unsafe fn drop_boxed<F>(storage: *mut Storage) {
-    // SAFETY: as in `call_boxed`; the box is dropped in place, once.
-    unsafe { ptr::drop_in_place(storage.cast::<Box<F>>()) }
+unsafe fn drop_boxed<J: Job>(storage: *mut Storage, location: PostedFrom) {
+    // SAFETY: as in `call_boxed`.
+    let job = unsafe { ptr::read(storage.cast::<Box<J>>()) };
+    (*job).discard(location)
 }
 
 #[cfg(all(test, not(loom)))]
@@ -160,6 +203,10 @@ mod tests {
     use std::sync::Arc;
 
     struct CountDrops(Arc<AtomicUsize>);
+
+    fn small_fn<F: FnOnce() + Send + 'static>(f: F) -> SmallFn {
+        SmallFn::new(Closure(f), Location::caller())
+    }
 
     impl Drop for CountDrops {
         fn drop(&mut self) {
@@ -174,7 +221,7 @@ mod tests {
         let aligned = 0u128;
         let _ = (small, large, aligned);
         fn inline<F: FnOnce()>(_: &F) -> bool {
-            SmallFn::stores_inline::<F>()
+            fits::<Closure<F>>()
         }
         assert!(inline(&move || {
             std::hint::black_box(small);
@@ -197,7 +244,7 @@ mod tests {
             let padding = vec![0u8; size].into_boxed_slice();
             let c = calls.clone();
             let big = [7u8; 64];
-            let f = SmallFn::new(move || {
+            let f = small_fn(move || {
                 let _guard = &guard;
                 let _ = (&padding, if size > 100 { big[0] } else { 0 });
                 c.fetch_add(1, Ordering::SeqCst);
@@ -212,9 +259,9 @@ mod tests {
     fn dropping_uncalled_drops_captures_once() {
         let drops = Arc::new(AtomicUsize::new(0));
         let small = CountDrops(drops.clone());
-        drop(SmallFn::new(move || drop(small)));
+        drop(small_fn(move || drop(small)));
         let big = (CountDrops(drops.clone()), [0u8; 100]);
-        drop(SmallFn::new(move || drop(big)));
+        drop(small_fn(move || drop(big)));
         assert_eq!(drops.load(Ordering::SeqCst), 2);
     }
 
@@ -222,7 +269,7 @@ mod tests {
     fn panicking_call_drops_captures_once() {
         let drops = Arc::new(AtomicUsize::new(0));
         let guard = CountDrops(drops.clone());
-        let f = SmallFn::new(move || {
+        let f = small_fn(move || {
             let _guard = guard;
             panic!("inside");
         });
@@ -236,11 +283,52 @@ mod tests {
         struct Aligned(u64);
         let value = Aligned(99);
         let (tx, rx) = std::sync::mpsc::channel();
-        let f = SmallFn::new(move || {
+        let f = small_fn(move || {
             assert_eq!(&value as *const Aligned as usize % 64, 0);
             tx.send(value.0).unwrap();
         });
         std::thread::spawn(move || f.call()).join().unwrap();
         assert_eq!(rx.recv().unwrap(), 99);
+    }
+
+    /// A job that reports which of its two ends ran, and with which location.
+    struct Reports(std::sync::mpsc::Sender<(&'static str, PostedFrom)>);
+
+    impl Job for Reports {
+        fn run(self, posted_from: PostedFrom) {
+            self.0.send(("run", posted_from)).unwrap();
+        }
+
+        fn discard(self, posted_from: PostedFrom) {
+            self.0.send(("discard", posted_from)).unwrap();
+        }
+    }
+
+    /// Too large for the inline storage.
+    struct Boxed(Reports, #[allow(dead_code)] [u8; 64]);
+
+    impl Job for Boxed {
+        fn run(self, posted_from: PostedFrom) {
+            self.0.run(posted_from)
+        }
+
+        fn discard(self, posted_from: PostedFrom) {
+            self.0.discard(posted_from)
+        }
+    }
+
+    #[test]
+    fn a_job_gets_its_location_when_run_and_when_discarded() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let here = Location::caller();
+        let run = SmallFn::new(Reports(tx.clone()), here);
+        let dropped = SmallFn::new(Reports(tx.clone()), here);
+        let big = SmallFn::new(Boxed(Reports(tx), [0; 64]), here);
+        run.call();
+        drop(dropped);
+        assert!(!fits::<Boxed>());
+        drop(big);
+        let seen: Vec<_> = rx.try_iter().collect();
+        assert_eq!(seen, vec![("run", here), ("discard", here), ("discard", here)]);
     }
 }

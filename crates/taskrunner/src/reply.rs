@@ -32,9 +32,15 @@
 
 use std::panic::Location;
 
+use crate::closure::{Job, PostedFrom};
 use crate::{PostError, Task, TaskRunner};
 
 /// Posts `task` to `target`; its result is then posted, with `reply`, to `reply_runner`.
+///
+/// The task travels as one [`Job`] holding the task, the reply and the reply runner; the
+/// posted-from location it needs for the reply comes from the task itself when it runs. With
+/// a 16-byte runner handle, a task and reply that capture up to 32 bytes between them travel
+/// inline, without an allocation.
 pub(crate) fn post_and_reply<S, P, F, T, R>(
     target: &S,
     reply_runner: P,
@@ -49,15 +55,7 @@ where
     T: Send + 'static,
     R: FnOnce(T) + Send + 'static,
 {
-    let pending = PendingReply { reply: Some(reply), runner: reply_runner, location };
-    target.post_task(Task::with_location(
-        move || {
-            // If `task` panics, `pending` is dropped during the unwind: the reply does not run.
-            let value = task();
-            pending.send(value);
-        },
-        location,
-    ))
+    target.post_task(Task::from_job(WithReply { task, reply, runner: reply_runner }, location))
 }
 
 /// The task handed back when there is no runner to reply on: the task, then its reply.
@@ -74,13 +72,40 @@ where
     Task::with_location(move || reply(task()), location)
 }
 
-/// A reply on its way: travels with the task, and is posted to `runner` when the task has run.
-/// Dropped without being sent (the task panicked or was dropped unrun), it still sends the
-/// reply closure to `runner`, to be dropped there.
+/// A task with its reply and the runner the reply goes to.
+struct WithReply<F, P, R> {
+    task: F,
+    reply: R,
+    runner: P,
+}
+
+impl<F, P, T, R> Job for WithReply<F, P, R>
+where
+    P: TaskRunner + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+    R: FnOnce(T) + Send + 'static,
+{
+    fn run(self, posted_from: PostedFrom) {
+        let pending = PendingReply { reply: Some(self.reply), runner: self.runner, posted_from };
+        // If `task` panics, `pending` is dropped during the unwind: the reply does not run.
+        let value = (self.task)();
+        pending.send(value);
+    }
+
+    fn discard(self, posted_from: PostedFrom) {
+        drop(self.task);
+        drop(PendingReply { reply: Some(self.reply), runner: self.runner, posted_from });
+    }
+}
+
+/// A reply on its way, while its task runs or is dropped: posted to `runner` when the task
+/// has run. Dropped without being sent (the task panicked or was dropped unrun), it still sends
+/// the reply closure to `runner`, to be dropped there.
 struct PendingReply<P: TaskRunner, R: Send + 'static> {
     reply: Option<R>,
     runner: P,
-    location: &'static Location<'static>,
+    posted_from: PostedFrom,
 }
 
 impl<P: TaskRunner, R: Send + 'static> PendingReply<P, R> {
@@ -92,7 +117,8 @@ impl<P: TaskRunner, R: Send + 'static> PendingReply<P, R> {
         if let Some(reply) = self.reply.take() {
             // A reply runner that has shut down rejects the reply; it is dropped here, with the
             // result (see the module docs).
-            let _ = self.runner.post_task(Task::with_location(move || reply(value), self.location));
+            let task = Task::with_location(move || reply(value), self.posted_from);
+            let _ = self.runner.post_task(task);
         }
     }
 }
@@ -100,7 +126,29 @@ impl<P: TaskRunner, R: Send + 'static> PendingReply<P, R> {
 impl<P: TaskRunner, R: Send + 'static> Drop for PendingReply<P, R> {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
-            let _ = self.runner.post_task(Task::with_location(move || drop(reply), self.location));
+            let _ =
+                self.runner.post_task(Task::with_location(move || drop(reply), self.posted_from));
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::closure::fits;
+    use crate::RunnerHandle;
+
+    #[test]
+    fn a_reply_capturing_32_bytes_travels_inline() {
+        let captured = [1u64, 2, 3, 4];
+        let reply = move |(): ()| {
+            std::hint::black_box(captured);
+        };
+        assert_eq!(std::mem::size_of_val(&reply), 32);
+        assert_eq!(std::mem::size_of::<RunnerHandle>(), 16);
+        fn job_fits<F, R>(_: &F, _: &R) -> bool {
+            fits::<WithReply<F, RunnerHandle, R>>()
+        }
+        assert!(job_fits(&|| (), &reply));
     }
 }

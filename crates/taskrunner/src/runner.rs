@@ -1,6 +1,7 @@
 //! The [`TaskRunner`] trait (one required method), its helper extension [`TaskRunnerExt`], and
 //! [`RunnerHandle`], a handle to any kind of runner.
 
+use crate::sync::Arc;
 use std::panic::Location;
 use std::time::Duration;
 
@@ -333,11 +334,14 @@ pub struct RunnerHandle {
     kind: Kind,
 }
 
+/// 16 bytes: every variant is one pointer (a single-thread runner's handle is two, so it sits
+/// behind an `Arc`). A `post_and_reply` task carries one of these, and a smaller handle leaves
+/// more of the task's inline storage to the reply (see `reply.rs`).
 #[derive(Clone, Debug)]
 enum Kind {
     Sequenced(SequencedTaskRunner),
     Parallel(ParallelTaskRunner),
-    SingleThread(SingleThreadTaskRunner),
+    SingleThread(Arc<SingleThreadTaskRunner>),
 }
 
 impl RunnerHandle {
@@ -350,7 +354,7 @@ impl RunnerHandle {
     }
 
     pub(crate) fn single_thread(runner: SingleThreadTaskRunner) -> RunnerHandle {
-        RunnerHandle { kind: Kind::SingleThread(runner) }
+        RunnerHandle { kind: Kind::SingleThread(Arc::new(runner)) }
     }
 
     /// The runner as a sequenced runner, if it is one.
@@ -372,7 +376,7 @@ impl RunnerHandle {
     /// The runner as a single-thread runner, if it is one.
     pub fn as_single_thread(&self) -> Option<&SingleThreadTaskRunner> {
         match &self.kind {
-            Kind::SingleThread(runner) => Some(runner),
+            Kind::SingleThread(runner) => Some(&**runner),
             _ => None,
         }
     }
@@ -417,7 +421,7 @@ impl TaskRunner for RunnerHandle {
         match &self.kind {
             Kind::Sequenced(runner) => TaskRunner::is_closed(runner),
             Kind::Parallel(runner) => TaskRunner::is_closed(runner),
-            Kind::SingleThread(runner) => TaskRunner::is_closed(runner),
+            Kind::SingleThread(runner) => TaskRunner::is_closed(&**runner),
         }
     }
 

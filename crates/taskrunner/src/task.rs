@@ -3,7 +3,7 @@
 use std::fmt;
 use std::panic::Location;
 
-use crate::closure::SmallFn;
+use crate::closure::{Closure, Job, SmallFn};
 use crate::observe::Stamp;
 
 /// A unit of work: a closure to run once, and the place it was posted from.
@@ -17,8 +17,8 @@ use crate::observe::Stamp;
 /// posting it allocates nothing; a larger one is boxed.
 #[repr(C)]
 pub struct Task {
+    /// The closure and the posted-from location.
     f: SmallFn,
-    location: &'static Location<'static>,
     /// Post time and id for the `tracing` and `metrics` features; zero-sized without them.
     stamp: Stamp,
 }
@@ -42,10 +42,11 @@ pub(crate) struct TaskBody {
 pub(crate) const VTABLE_THEN_BODY: bool = {
     use std::mem::{offset_of, size_of};
     let word = size_of::<*mut ()>();
-    crate::closure::VTABLE_THEN_STORAGE
+    crate::closure::VTABLE_STORAGE_LOCATION
         && offset_of!(Task, f) == 0
         && offset_of!(TaskBody, closure) == 0
-        && offset_of!(Task, location) == word + offset_of!(TaskBody, location)
+        && offset_of!(TaskBody, location) == crate::closure::INLINE_BYTES
+        && offset_of!(Task, stamp) == size_of::<SmallFn>()
         && offset_of!(Task, stamp) == word + offset_of!(TaskBody, stamp)
         && size_of::<Task>() == word + size_of::<TaskBody>()
 };
@@ -67,15 +68,21 @@ impl Task {
     where
         F: FnOnce() + Send + 'static,
     {
-        Task { f: SmallFn::new(f), location, stamp: Stamp::default() }
+        Task::from_job(Closure(f), location)
+    }
+
+    /// A task that runs one of the library's own [`Job`]s.
+    #[inline]
+    pub(crate) fn from_job<J: Job>(job: J, location: &'static Location<'static>) -> Task {
+        Task { f: SmallFn::new(job, location), stamp: Stamp::default() }
     }
 
     /// Splits the task into its closure's vtable pointer (never null) and the rest, for a
     /// queue slot that publishes the pointer atomically after writing the rest.
     #[inline]
     pub(crate) fn into_raw(self) -> (*mut (), TaskBody) {
-        let (vtable, closure) = self.f.into_raw();
-        (vtable, TaskBody { closure, location: self.location, stamp: self.stamp })
+        let (vtable, closure, location) = self.f.into_raw();
+        (vtable, TaskBody { closure, location, stamp: self.stamp })
     }
 
     /// Reassembles a task split by `into_raw`.
@@ -89,13 +96,13 @@ impl Task {
     #[inline]
     pub(crate) unsafe fn from_raw(vtable: *mut (), body: TaskBody) -> Task {
         // SAFETY: forwarded from the caller.
-        let f = unsafe { SmallFn::from_raw(vtable, body.closure) };
-        Task { f, location: body.location, stamp: body.stamp }
+        let f = unsafe { SmallFn::from_raw(vtable, body.closure, body.location) };
+        Task { f, stamp: body.stamp }
     }
 
     /// Where the task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
-        self.location
+        self.f.location()
     }
 
     /// What the `tracing` and `metrics` features carry from the post to the run.
@@ -117,7 +124,7 @@ impl Task {
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task").field("posted_from", &format_args!("{}", self.location)).finish()
+        f.debug_struct("Task").field("posted_from", &format_args!("{}", self.location())).finish()
     }
 }
 
