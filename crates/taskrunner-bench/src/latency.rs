@@ -44,7 +44,12 @@ pub(crate) fn histogram() -> Histogram<u64> {
 
 #[inline]
 fn record(h: &mut Histogram<u64>, posted: Instant) {
-    let ns = u64::try_from(posted.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    record_ns(h, u64::try_from(posted.elapsed().as_nanos()).unwrap_or(u64::MAX));
+}
+
+/// Records a latency of `ns` nanoseconds (at least 1, the histogram's lowest value).
+#[inline]
+pub(crate) fn record_ns(h: &mut Histogram<u64>, ns: u64) {
     h.saturating_record(ns.max(1));
 }
 
@@ -128,8 +133,9 @@ pub(crate) fn run(
             let h = rt.block_on(actor).map_err(|e| e.to_string())?;
             Ok((h, posting))
         }
-        Variant::StdMutex | Variant::ParkingLot => {
-            Err(format!("{} is not an executor; it has no post-to-start latency", variant.name()))
+        Variant::IdealWord => crate::ideal::latency(writers, ops, rate),
+        Variant::StdMutex | Variant::ParkingLot | Variant::IdealLine => {
+            Err(format!("{} is not measured for post-to-start latency", variant.name()))
         }
     }
 }
@@ -164,7 +170,7 @@ pub(crate) fn summarise(
 /// back: the schedule, and so the average rate, is kept, and the latency each operation
 /// records starts at its real post. Sleeping rather than spinning keeps eight writers from
 /// starving the executors of a two-core machine.
-fn paced<F>(writers: usize, ops: u64, rate: u64, submit: F) -> Result<Duration, String>
+pub(crate) fn paced<F>(writers: usize, ops: u64, rate: u64, submit: F) -> Result<Duration, String>
 where
     F: Fn(Instant) -> Result<(), String> + Sync,
 {

@@ -8,11 +8,12 @@
 //! shared machine spreads over all of them. `--help` lists the flags.
 //!
 //! Layout: `args` (flags), `workload` (the state and the operation), `variants` (throughput
-//! runs), `latency`, `memory` (with the counting allocator), `pingpong`, `report` (markdown)
-//! and `svg` (the plot).
+//! runs), `ideal` (the ideal FIFO hand-off, a bound on any sequence), `latency`, `memory` (with
+//! the counting allocator), `pingpong`, `report` (markdown) and `svg` (the plot).
 
 mod args;
 mod games;
+mod ideal;
 mod latency;
 mod memory;
 mod pingpong;

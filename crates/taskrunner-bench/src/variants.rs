@@ -4,6 +4,7 @@
 //! [`Variant::run_throughput`] (plus one in `latency.rs` if it is an executor one can post
 //! to).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,22 +32,37 @@ pub(crate) enum Variant {
     CrossbeamThread,
     /// A tokio task owning the state, fed through an unbounded `tokio::sync::mpsc` channel.
     TokioActor,
+    /// Not an executor but a bound: the ideal FIFO hand-off of `ideal.rs` with 8-byte slots.
+    IdealWord,
+    /// The ideal FIFO hand-off with 64-byte slots, the size of a task.
+    IdealLine,
 }
 
 impl Variant {
     /// Every variant, in the order of the tables.
-    pub(crate) const ALL: [Variant; 6] = [
+    pub(crate) const ALL: [Variant; 8] = [
         Variant::Sequence,
         Variant::SequenceBound,
         Variant::ParkingLot,
         Variant::StdMutex,
         Variant::CrossbeamThread,
         Variant::TokioActor,
+        Variant::IdealWord,
+        Variant::IdealLine,
     ];
 
-    /// The variants one can post work to, measured for latency.
-    pub(crate) const EXECUTORS: [Variant; 4] =
-        [Variant::Sequence, Variant::SequenceBound, Variant::CrossbeamThread, Variant::TokioActor];
+    /// The variants one can post work to, measured for latency (with the ideal queue as the
+    /// bound).
+    pub(crate) const EXECUTORS: [Variant; 5] = [
+        Variant::Sequence,
+        Variant::SequenceBound,
+        Variant::CrossbeamThread,
+        Variant::TokioActor,
+        Variant::IdealWord,
+    ];
+
+    /// The ideal queues: bounds on what any sequence can reach, not executors.
+    pub(crate) const IDEAL: [Variant; 2] = [Variant::IdealWord, Variant::IdealLine];
 
     /// The name used in tables and the plot.
     pub(crate) fn name(self) -> &'static str {
@@ -57,6 +73,8 @@ impl Variant {
             Variant::ParkingLot => "parking_lot::Mutex",
             Variant::CrossbeamThread => "crossbeam-channel thread",
             Variant::TokioActor => "tokio mpsc actor",
+            Variant::IdealWord => "ideal FIFO queue (8 B)",
+            Variant::IdealLine => "ideal FIFO queue (64 B)",
         }
     }
 
@@ -108,6 +126,8 @@ impl Variant {
                 state.check(ops)?;
                 Ok(elapsed)
             }
+            Variant::IdealWord => crate::ideal::throughput::<AtomicU64>(writers, ops),
+            Variant::IdealLine => crate::ideal::throughput::<crate::ideal::Line>(writers, ops),
             Variant::TokioActor => {
                 let rt = tokio_runtime(workers)?;
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();

@@ -1,0 +1,208 @@
+//! The ideal FIFO hand-off: the most a sequence could reach on this machine.
+//!
+//! A sequence hands every operation from the posting thread to one consumer, in a single order
+//! all posters agree on. However it is built, that takes at least what this does: writers claim
+//! a position with one `fetch_add` on a shared counter (a total order needs a shared
+//! read-modify-write per operation) and store the operation into a slot of an array that was
+//! allocated, and its pages touched, before the clock started; one thread that never parks
+//! reads the slots in order and applies each operation. There is no memory management, no
+//! wake-up, no closure, no shutdown, no batching limit: everything a real executor must also
+//! do is left out.
+//!
+//! So where this ideal queue misses a goal, no sequence can meet that goal on the machine the
+//! run is on. Its payload is 8 bytes (the crossbeam thread's message) or a 64-byte line (the
+//! size of a `taskrunner` task), so the table shows what moving a task costs against moving a
+//! word.
+//!
+//! What it does not bound: designs that hand over several operations per shared
+//! read-modify-write (a poster that batches its own tasks, or one thread that combines
+//! others' operations and runs them under a lock); both change what `post` promises.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use hdrhistogram::Histogram;
+
+use crate::latency::{histogram, paced, record_ns};
+use crate::variants::drive;
+use crate::workload::State;
+
+/// One slot: the operation plus one (0 means "not written yet").
+pub(crate) trait Slot: Sync + Sized {
+    fn empty() -> Self;
+    fn value(&self) -> &AtomicU64;
+}
+
+/// An 8-byte slot: eight to a cache line, like a channel of words.
+impl Slot for AtomicU64 {
+    fn empty() -> Self {
+        AtomicU64::new(0)
+    }
+
+    fn value(&self) -> &AtomicU64 {
+        self
+    }
+}
+
+/// A 64-byte slot, one per cache line, like a `taskrunner` task.
+#[repr(align(64))]
+pub(crate) struct Line(AtomicU64);
+
+impl Slot for Line {
+    fn empty() -> Self {
+        Line(AtomicU64::new(0))
+    }
+
+    fn value(&self) -> &AtomicU64 {
+        &self.0
+    }
+}
+
+/// The queue: `len` slots, written once each.
+struct Queue<S> {
+    slots: Vec<S>,
+    tail: CachePadded<AtomicUsize>,
+    /// Set when the writers failed: the consumer stops waiting for slots nobody will write.
+    abandoned: AtomicBool,
+}
+
+impl<S: Slot> Queue<S> {
+    /// Allocates and touches every slot (the constructor writes each one).
+    fn new(len: usize) -> Self {
+        Queue {
+            slots: (0..len).map(|_| S::empty()).collect(),
+            tail: CachePadded::default(),
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Claims the next position and publishes `value` there (`value` must not be `u64::MAX`).
+    #[inline]
+    fn push(&self, value: u64) -> Result<(), String> {
+        let position = self.tail.fetch_add(1, Ordering::Relaxed);
+        let slot = self.slots.get(position).ok_or("ideal queue overflow")?;
+        slot.value().store(value + 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Waits for the slot at `position` and returns its value, or `None` once the queue is
+    /// abandoned. Spins, then yields the core between checks: a writer preempted between its
+    /// claim and its store holds every later slot back until it runs again.
+    #[inline]
+    fn take(&self, position: usize) -> Option<u64> {
+        let slot = self.slots[position].value();
+        let mut spins = 0u32;
+        loop {
+            let v = slot.load(Ordering::Acquire);
+            if v != 0 {
+                return Some(v - 1);
+            }
+            if spins < 64 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else if self.abandoned.load(Ordering::Relaxed) {
+                return None;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Runs `writers` (which push everything) beside `consume` (which takes every slot), and
+    /// returns both results; if the writers fail, the consumer is told to stop.
+    fn run<W, C, A, B>(&self, writers: W, consume: C) -> Result<(A, B), String>
+    where
+        W: FnOnce() -> Result<A, String>,
+        C: FnOnce() -> B + Send,
+        B: Send,
+    {
+        std::thread::scope(|scope| {
+            let consumer = scope.spawn(consume);
+            let written = writers();
+            if written.is_err() {
+                self.abandoned.store(true, Ordering::Relaxed);
+            }
+            let consumed = consumer.join().map_err(|_| "consumer panicked".to_string())?;
+            Ok((written?, consumed))
+        })
+    }
+}
+
+/// One throughput run through the ideal queue with slots of type `S`: the same workload,
+/// writers and clock as the other variants (`variants::drive`).
+pub(crate) fn throughput<S: Slot>(writers: usize, ops: u64) -> Result<Duration, String> {
+    let len = usize::try_from(ops).map_err(|e| e.to_string())?;
+    let queue = Queue::<S>::new(len);
+    let consume = || {
+        let mut state = State::new();
+        for position in 0..len {
+            state.apply(queue.take(position)?);
+        }
+        Some(state)
+    };
+    let (start, state) = queue.run(|| drive(writers, ops, |k| queue.push(k)), consume)?;
+    let elapsed = start.elapsed();
+    state.ok_or("the consumer stopped early")?.check(ops)?;
+    Ok(elapsed)
+}
+
+/// One paced latency run through the ideal queue (8-byte slots): each slot carries the
+/// post instant, as nanoseconds since the run's start.
+pub(crate) fn latency(
+    writers: usize,
+    ops: u64,
+    rate: u64,
+) -> Result<(Histogram<u64>, Duration), String> {
+    let len = usize::try_from(ops).map_err(|e| e.to_string())?;
+    let queue = Queue::<AtomicU64>::new(len);
+    let base = Instant::now();
+    let since_base = |at: Instant| u64::try_from((at - base).as_nanos()).unwrap_or(u64::MAX - 1);
+    let consume = || {
+        let mut h = histogram();
+        for position in 0..len {
+            let posted = queue.take(position)?;
+            record_ns(&mut h, since_base(Instant::now()).saturating_sub(posted));
+        }
+        Some(h)
+    };
+    let write = || paced(writers, ops, rate, |posted| queue.push(since_base(posted)));
+    let (posting, h) = queue.run(write, consume)?;
+    Ok((h.ok_or("the consumer stopped early")?, posting))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_arrives_in_claim_order() {
+        let queue = Queue::<Line>::new(3);
+        for v in [5, 0, 9] {
+            queue.push(v).unwrap();
+        }
+        assert_eq!((queue.take(0), queue.take(1), queue.take(2)), (Some(5), Some(0), Some(9)));
+        assert!(queue.push(1).is_err(), "a fourth push overflows");
+    }
+
+    #[test]
+    fn failing_writers_release_the_consumer() {
+        let queue = Queue::<AtomicU64>::new(2);
+        let result = queue.run(
+            || {
+                queue.push(1)?;
+                Err::<(), _>("writer failed".to_string())
+            },
+            || (queue.take(0), queue.take(1)),
+        );
+        assert_eq!(result, Err("writer failed".to_string()));
+    }
+
+    #[test]
+    fn both_slot_sizes_run_the_workload() {
+        throughput::<AtomicU64>(3, 1000).unwrap();
+        throughput::<Line>(4, 1000).unwrap();
+        let (h, _) = latency(3, 300, 1_000_000).unwrap();
+        assert_eq!(h.len(), 300);
+    }
+}
