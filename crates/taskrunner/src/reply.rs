@@ -145,7 +145,7 @@ mod tests {
             std::hint::black_box(captured);
         };
         assert_eq!(std::mem::size_of_val(&reply), 32);
-        assert_eq!(std::mem::size_of::<RunnerHandle>(), 16);
+        assert_eq!(std::mem::size_of::<RunnerHandle>(), 2 * std::mem::size_of::<usize>());
         fn job_fits<F, R>(_: &F, _: &R) -> bool {
             fits::<WithReply<F, RunnerHandle, R>>()
         }
