@@ -30,7 +30,8 @@
 //!
 //! Push: load `tail` then `tail_block`. If the tail sits on a marker, wait. If the queue has no
 //! block yet, install the first one (CAS on `tail_block` from null; the winner also publishes
-//! it as `head_block`). CAS `tail` from `p` to `p + 1`; on success the slot at `p` is ours.
+//! it as `head_block`). CAS `tail` from `p` to `p + 1`; on success the slot at `p` is ours (a
+//! producer that loses backs off before it retries, and yields its core after repeated losses).
 //! The producer that claims the last slot of a block installs the next one *before* writing its
 //! slot: `tail_block = next`, `tail += 1` (skipping the marker), `block.next = next`. Then it
 //! writes the task's body and then its vtable pointer, which is the slot's "written" flag
@@ -297,7 +298,12 @@ impl TaskQueue {
                 Err(current) => {
                     tail = current;
                     block = self.tail_block.load(Ordering::Acquire);
-                    backoff.spin();
+                    // Spin as after any lost race, but after seven losses in a row yield the
+                    // core (`snooze`): the other producers are making progress, and with more
+                    // runnable threads than cores the thread that needs the core is the one
+                    // draining the queue. Measured in docs/PERFORMANCE.md (step 10): about
+                    // 1.5-1.7x at 4 and 16 posting threads on 2 cores, no change with one.
+                    backoff.snooze();
                 }
             }
         }
