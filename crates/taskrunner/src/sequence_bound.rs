@@ -24,6 +24,8 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Mutex, TryLockError};
 
+use crossbeam_utils::CachePadded;
+
 use crate::runner::SequencedRunner;
 use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
 
@@ -135,7 +137,13 @@ pub struct SequenceBound<T: Send + 'static> {
 }
 
 /// The slot the value lives in: locked only from the bound sequence (see the module docs).
-type Slot<T> = Arc<Mutex<Option<T>>>;
+///
+/// Padded to its own cache lines: every `post` clones the `Arc` on the posting thread and every
+/// task drops it on the worker, so the reference counts cross between cores once per task;
+/// unpadded, the mutex word the worker locks and unlocks per task shared their line and
+/// crossed with them. Padded, the mutex stays in the worker's cache. Measured in
+/// docs/PERFORMANCE.md (step 11); the cost is about 200 bytes more per `SequenceBound`.
+type Slot<T> = Arc<CachePadded<Mutex<Option<T>>>>;
 
 struct Inner<T: Send + 'static> {
     runner: Box<dyn TaskRunner>,
@@ -156,7 +164,7 @@ impl<T: Send + 'static> SequenceBound<T> {
         F: FnOnce() -> T + Send + 'static,
     {
         let created_at = Location::caller();
-        let slot: Slot<T> = Arc::new(Mutex::new(None));
+        let slot: Slot<T> = Arc::new(CachePadded::new(Mutex::new(None)));
         let target = slot.clone();
         let construct = move || {
             let value = ctor();
