@@ -48,12 +48,8 @@ pub(crate) fn post_rounds(
     b: &SequencedTaskRunner,
     rounds: u64,
 ) -> Result<Duration, String> {
-    let (done, finished) = crossbeam_channel::bounded(1);
-    let ball = Ball { a: a.clone(), b: b.clone(), left: rounds, done };
-    let start = Instant::now();
-    a.post(move || on_a(ball)).map_err(|e| format!("post failed: {e:?}"))?;
-    finished.recv().map_err(|_| "a post was rejected mid-game".to_string())?;
-    Ok(start.elapsed())
+    let (a2, b) = (a.clone(), b.clone());
+    play(a, move |done| move || on_a(Ball { a: a2, b, left: rounds, done }))
 }
 
 /// Plays `rounds` rounds of the `post_and_reply` game from `a` to `b` and returns how long
@@ -63,10 +59,21 @@ pub(crate) fn reply_rounds(
     b: &SequencedTaskRunner,
     rounds: u64,
 ) -> Result<Duration, String> {
-    let (done, finished) = crossbeam_channel::bounded(1);
     let b = b.clone();
-    let start = Instant::now();
-    a.post(move || reply_round(b, rounds, done)).map_err(|e| format!("post failed: {e:?}"))?;
+    play(a, move |done| move || reply_round(b, rounds, done))
+}
+
+/// Starts a game with the first task `start(done)` on `a` and times it until a task sends on
+/// `done` (or every sender is dropped, which means a post was rejected).
+fn play<S, F>(a: &SequencedTaskRunner, start: S) -> Result<Duration, String>
+where
+    S: FnOnce(crossbeam_channel::Sender<()>) -> F,
+    F: FnOnce() + Send + 'static,
+{
+    let (done, finished) = crossbeam_channel::bounded(1);
+    let first = start(done);
+    let started = Instant::now();
+    a.post(first).map_err(|e| format!("post failed: {e:?}"))?;
     finished.recv().map_err(|_| "a post was rejected mid-game".to_string())?;
-    Ok(start.elapsed())
+    Ok(started.elapsed())
 }
