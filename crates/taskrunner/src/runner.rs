@@ -1,11 +1,11 @@
 //! The [`TaskRunner`] trait (one required method), its helper extension [`TaskRunnerExt`], and
 //! [`RunnerHandle`], a handle to any kind of runner.
 
-use crate::sync::Arc;
 use std::panic::Location;
 use std::time::Duration;
 
 use crate::current::SequenceToken;
+use crate::sync::Arc;
 use crate::time::TimerTarget;
 use crate::{
     DelayedHandle, ParallelTaskRunner, PostError, Repeat, RepeatingHandle, RunnerStats,

@@ -178,26 +178,14 @@ impl Inner {
     /// A post refused because the runner is closed: recorded by `observe` (tracing, metrics).
     #[cold]
     fn rejected_closed(&self, task: Task) -> PostError {
-        let priority = self.traits.priority();
-        observe::rejected(&RejectedReport::new(
-            &self.name,
-            priority,
-            RejectReason::Closed,
-            task.location(),
-        ));
+        self.observe_rejection(RejectReason::Closed, &task);
         PostError::Closed(task)
     }
 
     #[cold]
     fn rejected(&self, task: Task, bounded: &Bounded) -> PostError {
         self.counters.add_rejected();
-        let priority = self.traits.priority();
-        observe::rejected(&RejectedReport::new(
-            &self.name,
-            priority,
-            RejectReason::Full,
-            task.location(),
-        ));
+        self.observe_rejection(RejectReason::Full, &task);
         if let Some(on_rejected) = &self.on_rejected {
             let rejection = Rejection {
                 runner: &self.name,
@@ -209,6 +197,12 @@ impl Inner {
             }
         }
         PostError::Full(task)
+    }
+
+    fn observe_rejection(&self, reason: RejectReason, task: &Task) {
+        let report =
+            RejectedReport::new(&self.name, self.traits.priority(), reason, task.location());
+        observe::rejected(&report);
     }
 
     #[cold]
