@@ -2,17 +2,23 @@
 //!
 //! A sequence hands every operation from the posting thread to one consumer, in a single order
 //! all posters agree on. However it is built, that takes at least what this does: writers claim
-//! a position with one `fetch_add` on a shared counter (a total order needs a shared
-//! read-modify-write per operation) and store the operation into a slot of an array that was
-//! allocated, and its pages touched, before the clock started; one thread that never parks
-//! reads the slots in order and applies each operation. There is no memory management, no
-//! wake-up, no closure, no shutdown, no batching limit: everything a real executor must also
-//! do is left out.
+//! a position with a read-modify-write on a shared counter (a total order needs one per
+//! operation) and store the operation into a slot of an array that was allocated, and its pages
+//! touched, before the clock started; one thread that never parks reads the slots in order and
+//! applies each operation. There is no memory management, no wake-up, no closure, no shutdown,
+//! no batching limit: everything a real executor must also do is left out.
 //!
-//! So where this ideal queue misses a goal, no sequence can meet that goal on the machine the
-//! run is on. Its payload is 8 bytes (the crossbeam thread's message) or a 64-byte line (the
-//! size of a `taskrunner` task), so the table shows what moving a task costs against moving a
-//! word.
+//! The claim is a compare-and-swap whose losers back off and, after repeated losses, yield
+//! their core, as the sequence's queue does. A `fetch_add` never fails, but with more posting
+//! threads than cores it is the slower claim: nothing makes the writers give way, so the one
+//! consumer gets only its fair share of the cores while every writer keeps adding to the
+//! backlog. On the 2-core machine of docs/PERFORMANCE.md the `fetch_add` claim moved 64-byte
+//! slots at about half the rate of this one at 16 writers.
+//!
+//! So where this ideal queue misses a goal, a sequence built on the same shared position cannot
+//! be expected to meet it on the machine the run is on. Its payload is 8 bytes (the crossbeam
+//! thread's message) or a 64-byte line (the size of a `taskrunner` task), so the table shows
+//! what moving a task costs against moving a word.
 //!
 //! What it does not bound: designs that hand over several operations per shared
 //! read-modify-write (a poster that batches its own tasks, or one thread that combines
@@ -21,7 +27,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::CachePadded;
+use crossbeam_utils::{Backoff, CachePadded};
 use hdrhistogram::Histogram;
 
 use crate::latency::{histogram, paced, record_ns};
@@ -84,10 +90,27 @@ impl<S: Slot> Queue<S> {
     }
 
     /// Claims the next position and publishes `value` there (`value` must not be `u64::MAX`).
+    /// A writer that loses the claim backs off, and yields its core after repeated losses
+    /// (`Backoff::snooze`; see the module docs).
     #[inline]
     fn push(&self, value: u64) -> Result<(), String> {
-        let position = self.tail.fetch_add(1, Ordering::Relaxed);
-        let slot = self.slots.get(position).ok_or("ideal queue overflow")?;
+        let backoff = Backoff::new();
+        let mut position = self.tail.load(Ordering::Relaxed);
+        let slot = loop {
+            let slot = self.slots.get(position).ok_or("ideal queue overflow")?;
+            match self.tail.compare_exchange_weak(
+                position,
+                position + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break slot,
+                Err(current) => {
+                    position = current;
+                    backoff.snooze();
+                }
+            }
+        };
         slot.value().store(value + 1, Ordering::Release);
         Ok(())
     }

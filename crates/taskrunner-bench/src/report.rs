@@ -143,8 +143,8 @@ fn throughput(out: &mut String, config: &Config, t: &Throughput) {
          checks out. The plain sequence's tasks reach the state through a pointer only they \
          use (no lock, no reference count); the SequenceBound variant keeps it in a \
          `SequenceBound<State>`. The two ideal FIFO queues are not executors but a bound: \
-         preallocated slots claimed with one `fetch_add`, and a consumer that never parks \
-         (`ideal.rs`).\n",
+         preallocated slots claimed by compare-and-swap (a writer that keeps losing yields its \
+         core, as a sequence's poster does), and a consumer that never parks (`ideal.rs`).\n",
         config.reps, config.ops
     );
     header(out, "writers", &names);
@@ -334,9 +334,9 @@ fn bounds(out: &mut String, results: &Results) {
         out,
         "## The same goals for the ideal FIFO hand-off\n\nNot goals of the library: the \
          throughput and latency goals applied to the ideal queues of this run (preallocated \
-         slots, one `fetch_add` per operation, a consumer that never parks; `ideal.rs`). \
-         Where the ideal hand-off misses a goal, no sequence can meet that goal on this \
-         machine.\n"
+         slots, one shared compare-and-swap per operation, a consumer that never parks; \
+         `ideal.rs`). Where the ideal hand-off misses a goal, a sequence built on one shared \
+         position cannot be expected to meet it on this machine.\n"
     );
     goal_table(out, rows);
 }
