@@ -152,6 +152,19 @@ impl SmallFn {
         SmallFn { vtable, storage: Storage(bytes), location, _marker: PhantomData }
     }
 
+    /// Runs the job where it lies (in a queue slot, say), consuming it: only the job itself is
+    /// moved, into the call, not the 64-byte task around it.
+    ///
+    /// # Safety
+    /// `this` points to a live `SmallFn` that is neither used nor dropped afterwards (its bytes
+    /// may be reused or forgotten).
+    #[inline]
+    pub(crate) unsafe fn call_in_place(this: *mut SmallFn) {
+        // SAFETY: per the contract the `SmallFn` is live, so its storage holds the job `new`
+        // wrote, matching the vtable, and the job is consumed exactly once, here.
+        unsafe { ((*this).vtable.call)(ptr::addr_of_mut!((*this).storage), (*this).location) }
+    }
+
     /// Runs the job, consuming it.
     #[inline]
     pub(crate) fn call(self) {

@@ -42,8 +42,9 @@
 //! producer claimed the slot and is still writing it. The consumer never waits for a producer
 //! (one descheduled mid-push must not hold a worker): the producer notifies the sequence after
 //! its write, and the sequence's state machine (`sequence.rs`) turns that into another pop.
-//! Otherwise it moves the task out, clears the vtable word, and advances `head`; after the last slot
-//! of a block it follows `block.next` (already set, see push) and recycles the old block.
+//! Otherwise the task is run (or moved out) where it lies, and then, even if that unwinds, the
+//! consumer clears the vtable word and advances `head`; after the last slot of a block it
+//! follows `block.next` (already set, see push) and recycles the old block.
 //!
 //! A block is recycled only after the consumer read all its slots, and a producer touches a
 //! block only after a successful CAS on a position inside it, which the consumer has not read
@@ -52,11 +53,11 @@
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use crate::sync::{Backoff, BoundedQueue, UnsafeCell};
-use crate::task::TaskBody;
+use crate::task::{TaskBody, TaskInPlace};
 use crate::Task;
 
 #[cfg(not(loom))]
@@ -391,22 +392,22 @@ impl TaskQueue {
     /// (see `cursor`).
     #[inline]
     pub(crate) fn pop(&self, cursor: &mut Cursor, cache: &BlockCache) -> Option<Task> {
-        self.pop_with(cursor, Some(cache), |task| task)
+        self.pop_with(cursor, Some(cache), |task| task.take())
     }
 
-    /// Takes the next task at `cursor` and passes it to `f`; `None` if no task is ready.
+    /// Passes the next task at `cursor` to `f`, in its slot; `None` if no task is ready.
     /// Consumer only (see `cursor`).
     ///
-    /// This is the worker's path: the task goes from the slot to `f` without passing through an
-    /// `Option<Task>`. Such an option keeps its tag in the vtable word and copies the task as
-    /// 8 + 56 bytes, and reading that copy back in 16-byte pieces defeated store-to-load
-    /// forwarding (measured in docs/PERFORMANCE.md, step 8).
+    /// This is the worker's path: `f` runs the task where the producer wrote it (or takes it
+    /// out), and only then is the slot freed and the cursor moved on, even if `f` unwinds. A
+    /// task moved out of its slot first cost several 64-byte copies on its way to the call
+    /// (docs/PERFORMANCE.md, steps 8 and 12).
     #[inline]
     pub(crate) fn pop_with<R>(
         &self,
         cursor: &mut Cursor,
         cache: Option<&BlockCache>,
-        f: impl FnOnce(Task) -> R,
+        f: impl FnOnce(TaskInPlace<'_>) -> R,
     ) -> Option<R> {
         let head = cursor.head;
         let slot = self.head_slot(cursor)?;
@@ -417,27 +418,26 @@ impl TaskQueue {
             // `sequence.rs`), so the task is picked up then.
             return None;
         }
+        // Frees the slot and moves the cursor once `f` is done with the task.
+        let _done = Popped { queue: self, cursor, cache, slot, head };
         // SAFETY: the vtable word (acquire) says the producer finished writing the body, and
-        // nothing writes the slot again until we clear the word below, so these plain reads race
-        // with nothing; we are the only reader. The slot holds the vtable pointer followed by
-        // the body, which is the layout of a `Task` (`task::VTABLE_THEN_BODY` and the asserts
-        // on `Slot`), and the two halves came from one `Task::into_raw`. Clearing the word frees
-        // the slot for the block's next lap (the block is recycled only after the consumer has
-        // read every slot).
+        // nothing writes the slot again until `_done` clears the word, after `f`; we are the
+        // only reader. The slot holds the vtable pointer followed by the body, which is the
+        // layout of a `Task` (`task::VTABLE_THEN_BODY` and the asserts on `Slot`), the two
+        // halves of one `Task::into_raw`; every byte of it is inside an `UnsafeCell` (the atomic
+        // word and the body cell), so it may be used through this pointer. The `TaskInPlace`
+        // consumes the task once; the block is recycled only after `_done`.
         #[cfg(not(loom))]
-        let task = unsafe { ptr::read((slot as *const Slot).cast::<Task>()) };
-        // Loom's atomics and cells are not plain memory: reassemble the halves instead.
+        let task = unsafe { TaskInPlace::new(NonNull::from(slot).cast::<Task>()) };
+        // Loom's atomics and cells are not plain memory: reassemble the halves into a local.
         #[cfg(loom)]
         // SAFETY: as above; `vtable` and `body` are the two halves of one `Task::into_raw`.
-        let task = unsafe {
+        let mut local = std::mem::ManuallyDrop::new(unsafe {
             Task::from_raw(vtable, slot.body.with_mut(|cell| (*cell).assume_init_read()))
-        };
-        slot.vtable.store(ptr::null_mut(), Ordering::Relaxed);
-        if head % LAP + 1 == BLOCK_CAP {
-            self.next_block(cursor, cache);
-        } else {
-            cursor.head = head + 1;
-        }
+        });
+        #[cfg(loom)]
+        // SAFETY: the local is never dropped as a `Task`; the `TaskInPlace` consumes it.
+        let task = unsafe { TaskInPlace::new(NonNull::from(&mut *local)) };
         Some(f(task))
     }
 
@@ -476,11 +476,34 @@ impl TaskQueue {
     }
 }
 
+/// The consumer's step past a popped slot, taken when the task in it has been consumed: clear
+/// the slot's vtable word (freeing it for the block's next lap) and advance the cursor,
+/// crossing to the next block after the last slot.
+struct Popped<'a> {
+    queue: &'a TaskQueue,
+    cursor: &'a mut Cursor,
+    cache: Option<&'a BlockCache>,
+    slot: &'a Slot,
+    head: usize,
+}
+
+impl Drop for Popped<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.slot.vtable.store(ptr::null_mut(), Ordering::Relaxed);
+        if self.head % LAP + 1 == BLOCK_CAP {
+            self.queue.next_block(self.cursor, self.cache);
+        } else {
+            self.cursor.head = self.head + 1;
+        }
+    }
+}
+
 impl Drop for TaskQueue {
     fn drop(&mut self) {
         // Exclusive access: drop the queued tasks, then the blocks.
         let mut cursor = self.cursor();
-        while self.pop_with(&mut cursor, None, drop).is_some() {}
+        while self.pop_with(&mut cursor, None, |task| drop(task)).is_some() {}
         self.store_cursor(&cursor);
         let head_block = self.head_block.load(Ordering::Relaxed);
         if !head_block.is_null() {
@@ -543,6 +566,60 @@ mod tests {
         let want: Vec<_> =
             (0..3).flat_map(|r| (0..(BLOCK_CAP * 5 + 3)).map(move |i| (r, i))).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn tasks_run_in_their_slots_and_a_pop_that_unwinds_still_moves_on() {
+        struct Counted(Arc<StdAtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let cache = BlockCache::new();
+        let queue = TaskQueue::new();
+        let ran = Arc::new(StdAtomicUsize::new(0));
+        let dropped = Arc::new(StdAtomicUsize::new(0));
+        // Enough tasks that some pops cross into the next block.
+        let n = BLOCK_CAP + 5;
+        for _ in 0..n {
+            let (ran, captured) = (ran.clone(), Counted(dropped.clone()));
+            queue.push(
+                Task::new(move || {
+                    let _keep = &captured;
+                    ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }),
+                &cache,
+            );
+        }
+        let mut cursor = queue.cursor();
+        let mut seen = 0;
+        for i in 0..n {
+            match i % 3 {
+                // Run where it lies.
+                0 => assert!(queue.pop_with(&mut cursor, Some(&cache), |t| t.run()).is_some()),
+                // Dropped by an `f` that unwinds before consuming it.
+                1 => {
+                    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        queue.pop_with(&mut cursor, Some(&cache), |t| {
+                            let _t = t;
+                            panic!("the consumer's closure unwinds");
+                        })
+                    }));
+                    assert!(unwound.is_err());
+                }
+                // Moved out and dropped unrun.
+                _ => drop(queue.pop(&mut cursor, &cache).expect("a task is queued")),
+            }
+            seen += 1;
+            // Each task's captures are dropped exactly once, as soon as it is consumed, and the
+            // cursor has moved past it.
+            assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), seen);
+        }
+        assert!(queue.pop(&mut cursor, &cache).is_none());
+        queue.store_cursor(&cursor);
+        assert!(queue.is_empty());
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), n.div_ceil(3));
     }
 
     #[test]

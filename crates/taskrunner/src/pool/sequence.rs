@@ -48,6 +48,7 @@ use crate::current::SequenceToken;
 use crate::observe::{self, RejectReason};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::Arc;
+use crate::task::TaskInPlace;
 use crate::{PostError, Task, TaskTraits};
 
 use super::bounded::{Bounded, Reserve};
@@ -117,9 +118,10 @@ impl Consumer<'_> {
         task
     }
 
-    /// Passes the next ready task to `f` (see `TaskQueue::pop_with`); `None` if none is ready.
+    /// Passes the next ready task to `f`, in its slot (see `TaskQueue::pop_with`); `None` if
+    /// none is ready.
     #[inline]
-    pub(crate) fn pop_with<R>(&mut self, f: impl FnOnce(Task) -> R) -> Option<R> {
+    pub(crate) fn pop_with<R>(&mut self, f: impl FnOnce(TaskInPlace<'_>) -> R) -> Option<R> {
         let bounded = self.bounded;
         self.queue.pop_with(&mut self.cursor, Some(self.blocks), |task| {
             if let Some(bounded) = bounded {

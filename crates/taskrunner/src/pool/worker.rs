@@ -16,6 +16,7 @@ use crate::current;
 use crate::observe;
 use crate::sync::atomic::Ordering;
 use crate::sync::{spin_hint, thread, thread_local, Arc};
+use crate::task::TaskInPlace;
 use crate::{
     ParallelTaskRunner, Priority, RunnerHandle, SequencedTaskRunner, ShutdownBehavior, Task,
     TaskTraits,
@@ -189,13 +190,15 @@ impl Worker {
                 self.set_activity(traits.shutdown_behavior());
                 let closed = !self.shared.is_accepting();
                 if self.shared.tracker.should_run(traits.shutdown_behavior(), closed) {
-                    run_task_as(
-                        &self.shared,
-                        self.index,
-                        traits.shutdown_behavior(),
-                        self.shared.observed(traits.priority()),
-                        task,
-                    );
+                    TaskInPlace::with(task, |task| {
+                        run_task_as(
+                            &self.shared,
+                            self.index,
+                            traits.shutdown_behavior(),
+                            self.shared.observed(traits.priority()),
+                            task,
+                        )
+                    });
                     self.add_ran(1);
                 } else {
                     skip_task(&self.shared, task);
@@ -257,7 +260,9 @@ impl Worker {
         let end = loop {
             let (ran, end) = Parallel::run_slot(&parallel, parallel::BATCH, |task| {
                 if shared.tracker.should_run(behavior, parallel.is_closed()) {
-                    run_task_as(shared, index, behavior, runner, task);
+                    TaskInPlace::with(task, |task| {
+                        run_task_as(shared, index, behavior, runner, task)
+                    });
                     true
                 } else {
                     skip_task(shared, task);
@@ -311,7 +316,7 @@ impl Worker {
                     run_task_as(&self.shared, self.index, behavior, runner, task);
                     true
                 } else {
-                    skip_task(&self.shared, task);
+                    skip_task(&self.shared, task.take());
                     false
                 }
             });
@@ -373,7 +378,7 @@ fn run_task_as(
     index: usize,
     behavior: ShutdownBehavior,
     runner: observe::Runner<'_>,
-    task: Task,
+    task: TaskInPlace<'_>,
 ) {
     if behavior != ShutdownBehavior::ContinueOnShutdown {
         return run_task(shared, runner, task);
@@ -389,12 +394,12 @@ fn run_task_as(
     activity.store(RUNNING_WAITED, Ordering::Release);
 }
 
-/// Runs one task, catching and reporting a panic. The `observe` calls are empty without the
-/// `tracing` and `metrics` features.
+/// Runs one task where it lies, catching and reporting a panic. The `observe` calls are empty
+/// without the `tracing` and `metrics` features.
 #[inline]
-fn run_task(shared: &Shared, runner: observe::Runner<'_>, task: Task) {
-    let location = task.location();
-    let running = observe::start(&task, runner);
+fn run_task(shared: &Shared, runner: observe::Runner<'_>, task: TaskInPlace<'_>) {
+    let location = task.task().location();
+    let running = observe::start(task.task(), runner);
     let result = catch_unwind(AssertUnwindSafe(|| task.run()));
     let panicked = result.is_err();
     if let Err(payload) = result {
