@@ -38,12 +38,18 @@ const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(1);
 #[cfg(not(loom))]
 const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// How many times the owner of a sequence polls its empty queue before releasing it: a post
-/// arriving meanwhile is run without a round trip through the pool's queues.
+/// How long the owner of a sequence polls its empty queue before releasing it: a post arriving
+/// meanwhile is run at once, without a round trip through the pool's queues and a wake-up. It
+/// gives way sooner when another source waits for a worker. A steady stream of posts a few
+/// microseconds apart (the benchmark's latency load: 200k posts per second from 8 threads)
+/// mostly arrives within it; docs/PERFORMANCE.md, step 13, has the measurement.
 #[cfg(not(loom))]
-const LINGER_POLLS: usize = 128;
-#[cfg(loom)]
-const LINGER_POLLS: usize = 0;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// Polls of the empty queue between two looks at the clock and at the pool's queues while the
+/// owner lingers (a poll is one spin hint, some tens of nanoseconds).
+#[cfg(not(loom))]
+const LINGER_CHECK_EVERY: usize = 32;
 
 thread_local! {
     /// (pool id, worker index) of the current thread, when it is a pool worker.
@@ -284,16 +290,27 @@ impl Worker {
         self.clear_activity();
     }
 
-    /// Polls the owned sequence's empty queue a little before releasing it. True if a task
-    /// arrived.
-    #[inline]
-    fn linger(consumer: &mut Consumer<'_>) -> bool {
-        for _ in 0..LINGER_POLLS {
-            spin_hint();
-            if consumer.has_ready_task() {
-                return true;
+    /// Polls the owned sequence's empty queue for up to `LINGER_TIME` before releasing it, or
+    /// until another source waits for a worker. True if a task arrived.
+    #[cfg(not(loom))]
+    fn linger(&self, consumer: &mut Consumer<'_>) -> bool {
+        let deadline = std::time::Instant::now() + LINGER_TIME;
+        loop {
+            for _ in 0..LINGER_CHECK_EVERY {
+                spin_hint();
+                if consumer.has_ready_task() {
+                    return true;
+                }
+            }
+            if self.shared.has_queued() || std::time::Instant::now() >= deadline {
+                return false;
             }
         }
+    }
+
+    /// Loom explores every interleaving instead: no polling, release at once.
+    #[cfg(loom)]
+    fn linger(&self, _consumer: &mut Consumer<'_>) -> bool {
         false
     }
 
@@ -325,7 +342,7 @@ impl Worker {
                     popped += 1;
                     ran += u64::from(run);
                 }
-                None if Self::linger(&mut consumer) => continue,
+                None if self.linger(&mut consumer) => continue,
                 None => return (ran, BatchEnd::Empty),
             }
             #[cfg(not(loom))]
