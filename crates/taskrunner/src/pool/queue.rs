@@ -525,6 +525,15 @@ mod tests {
     use std::sync::mpsc;
     use std::sync::Arc;
 
+    /// Counts its drops: a task's captures are dropped exactly once, run or not.
+    struct Counted(Arc<StdAtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     fn task(tx: &mpsc::Sender<(usize, usize)>, producer: usize, i: usize) -> Task {
         let tx = tx.clone();
         Task::new(move || tx.send((producer, i)).unwrap())
@@ -570,12 +579,6 @@ mod tests {
 
     #[test]
     fn tasks_run_in_their_slots_and_a_pop_that_unwinds_still_moves_on() {
-        struct Counted(Arc<StdAtomicUsize>);
-        impl Drop for Counted {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
         let cache = BlockCache::new();
         let queue = TaskQueue::new();
         let ran = Arc::new(StdAtomicUsize::new(0));
@@ -624,12 +627,6 @@ mod tests {
 
     #[test]
     fn dropping_the_queue_drops_queued_tasks() {
-        struct Counted(Arc<StdAtomicUsize>);
-        impl Drop for Counted {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
         let drops = Arc::new(StdAtomicUsize::new(0));
         let cache = BlockCache::new();
         let queue = TaskQueue::new();
