@@ -11,7 +11,8 @@
 //! the [`SequencedRunner`] contract (it panics with that message; it cannot happen with the
 //! crate's runners). An uncontended lock is one atomic swap in and one out, a few nanoseconds
 //! next to the post itself; an `UnsafeCell` would save that at the price of an `unsafe` block
-//! whose proof rests on every runner's exclusion, which no benchmark has justified yet. (The
+//! whose proof rests on every runner's exclusion, and a build without the lock measured no
+//! clear gain (docs/PERFORMANCE.md, lever 5). (The
 //! slot uses `std` types directly rather than the `sync` facade: it is not a protocol of its
 //! own, only a container whose exclusion the sequence provides, which the loom models check.)
 //!
