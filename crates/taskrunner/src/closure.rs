@@ -169,9 +169,8 @@ impl SmallFn {
     #[inline]
     pub(crate) fn call(self) {
         let mut this = ManuallyDrop::new(self);
-        // SAFETY: the storage holds the live job `new` wrote, matching the vtable; `this` is
-        // never dropped, so the job is consumed exactly once, here.
-        unsafe { (this.vtable.call)(&mut this.storage, this.location) }
+        // SAFETY: `this` is live and never dropped, so the job is consumed exactly once, here.
+        unsafe { SmallFn::call_in_place(&mut *this) }
     }
 }
 

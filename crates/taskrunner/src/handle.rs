@@ -187,8 +187,8 @@ impl<T> TaskHandle<T> {
 }
 
 /// `wait_idle` of any runner: posts a marker task with `post` (given the marker and the
-/// deadline for room in a bounded queue) and waits for it within `timeout`, all told. A full queue past the deadline is a timeout; any other refusal means
-/// the runner shut down.
+/// deadline for room in a bounded queue) and waits for it within `timeout`, all told. A full
+/// queue past the deadline is a timeout; any other refusal means the runner shut down.
 pub(crate) fn wait_idle_behind(
     token: Option<SequenceToken>,
     timeout: Duration,

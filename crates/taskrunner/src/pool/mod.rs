@@ -347,13 +347,13 @@ impl Shared {
         }
     }
 
-    /// Tracing and metrics settings.
-    #[inline]
     /// The pool's one-off tasks of `priority`, as spans and metrics see them.
     pub(crate) fn observed(&self, priority: Priority) -> observe::Runner<'_> {
         observe::Runner::new(&self.name, priority, &self.one_off_metrics[priority.index()])
     }
 
+    /// Tracing and metrics settings.
+    #[inline]
     pub(crate) fn observe(&self) -> &observe::Settings {
         &self.observe
     }
