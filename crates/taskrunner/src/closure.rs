@@ -88,9 +88,9 @@ unsafe impl Send for SmallFn {}
 // `Box<dyn Error + Send + Sync>` must be.
 unsafe impl Sync for SmallFn {}
 
-/// `SmallFn` is its vtable pointer, `INLINE_BYTES` of storage and the location, nothing else:
-/// what `into_raw` splits it into, in that order (the task queue reads tasks back whole, see
-/// `task.rs`).
+/// `SmallFn` is its vtable pointer, `INLINE_BYTES` of storage and the location, nothing else,
+/// in that order: a queue slot stores the pointer apart from the rest (`Task::move_into`) and
+/// reads the task back whole (see `task.rs`).
 pub(crate) const VTABLE_STORAGE_LOCATION: bool = std::mem::offset_of!(SmallFn, vtable) == 0
     && std::mem::offset_of!(SmallFn, storage) == size_of::<*mut ()>()
     && std::mem::offset_of!(SmallFn, location) == size_of::<*mut ()>() + INLINE_BYTES
@@ -123,19 +123,12 @@ impl SmallFn {
         self.location
     }
 
-    /// Splits the job into its vtable pointer (never null), its inline bytes and its location,
-    /// so a queue can store the pointer in an atomic word of its own and use it as the slot's
-    /// "written" flag. The job is not dropped: `from_raw` must put it back together.
-    #[inline]
-    pub(crate) fn into_raw(self) -> (*mut (), [MaybeUninit<u8>; INLINE_BYTES], PostedFrom) {
-        let this = ManuallyDrop::new(self);
-        (this.vtable as *const VTable as *mut (), this.storage.0, this.location)
-    }
-
-    /// Reassembles a closure split by `into_raw`.
+    /// Reassembles a closure from its vtable pointer, inline bytes and location, as a queue
+    /// slot holds them (`Task::move_into`).
     ///
     /// # Safety
-    /// `vtable` and `bytes` must come from one `into_raw` call, and be reassembled once.
+    /// `vtable`, `bytes` and `location` must be the parts of one `SmallFn` that was moved out
+    /// bytewise, and be reassembled once.
     // Only the loom build reassembles tasks from their halves; the queue otherwise reads a
     // written slot back as a whole `Task` (pool/queue.rs).
     #[cfg_attr(not(loom), allow(dead_code))]
@@ -145,7 +138,7 @@ impl SmallFn {
         bytes: [MaybeUninit<u8>; INLINE_BYTES],
         location: PostedFrom,
     ) -> Self {
-        // SAFETY: per the contract, `vtable` is the `&'static VTable` that `into_raw` gave out,
+        // SAFETY: per the contract, `vtable` is the `&'static VTable` the `SmallFn` held,
         // and `bytes` holds the job it describes (moved bytewise, which any Rust value allows;
         // the storage keeps its 8-byte alignment).
         let vtable = unsafe { &*(vtable as *const VTable) };

@@ -239,7 +239,7 @@ impl SequencedTaskRunner {
 }
 
 impl TaskRunner for SequencedTaskRunner {
-    #[inline]
+    #[inline(always)]
     fn post_task(&self, task: Task) -> Result<(), PostError> {
         Sequence::post(&self.sequence, task)
     }

@@ -27,7 +27,7 @@ pub struct Task {
 }
 
 /// A task without its vtable pointer: what a queue slot stores beside the pointer (see
-/// `Task::into_raw`). `repr(C)`, like `Task` and `SmallFn`, so that the pointer followed by a
+/// `Task::move_into`). `repr(C)`, like `Task` and `SmallFn`, so that the pointer followed by a
 /// `TaskBody` has exactly the layout of a `Task` (checked below).
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -80,18 +80,43 @@ impl Task {
         Task { f: SmallFn::new(job, location), stamp: Stamp::default() }
     }
 
-    /// Splits the task into its closure's vtable pointer (never null) and the rest, for a
-    /// queue slot that publishes the pointer atomically after writing the rest.
-    #[inline]
-    pub(crate) fn into_raw(self) -> (*mut (), TaskBody) {
-        let (vtable, closure, location) = self.f.into_raw();
-        (vtable, TaskBody { closure, location, stamp: self.stamp })
-    }
-
-    /// Reassembles a task split by `into_raw`.
+    /// Moves the task into a queue slot: writes everything after its vtable pointer to `body`
+    /// and returns the pointer (never null), for the slot to publish last.
+    ///
+    /// The copy goes one 8-byte word at a time, with volatile reads so the compiler keeps it
+    /// that way: the poster wrote the task just before, in pieces of 8 bytes, and a wider load
+    /// that straddles two stores still in the store buffer waits for them to reach the cache.
+    /// Copying through a local first, or with 16-byte loads, made a post about 5 ns slower
+    /// (docs/PERFORMANCE.md, step 14).
     ///
     /// # Safety
-    /// `vtable` and `body` must come from one `into_raw` call, and be reassembled once.
+    /// `task` points to a live task, which is moved out: the caller neither uses nor drops it
+    /// afterwards. `body` is valid for writes of a `TaskBody` that nothing else accesses.
+    #[allow(unsafe_code)]
+    #[inline(always)]
+    pub(crate) unsafe fn move_into(task: *const Task, body: *mut TaskBody) -> *mut () {
+        type Word = std::mem::MaybeUninit<u64>;
+        const WORDS: usize = std::mem::size_of::<TaskBody>() / std::mem::size_of::<Word>();
+        const _: () = assert!(std::mem::size_of::<TaskBody>() % std::mem::size_of::<Word>() == 0);
+        const _: () = assert!(std::mem::align_of::<Task>() >= std::mem::align_of::<Word>());
+        let src = task.cast::<Word>();
+        let dst = body.cast::<Word>();
+        // SAFETY: per the contract both ends are valid; a `Task` is its vtable pointer followed
+        // by a `TaskBody` (`VTABLE_THEN_BODY`), both a whole number of aligned words, and
+        // `MaybeUninit` words carry any bytes, padding and uninitialised closure storage
+        // included. Ownership moves with the bytes (the caller forgets the task).
+        unsafe {
+            for i in 0..WORDS {
+                std::ptr::write(dst.add(i), std::ptr::read_volatile(src.add(i + 1)));
+            }
+            std::ptr::read(src.cast::<*mut ()>())
+        }
+    }
+
+    /// Reassembles a task that `move_into` moved out.
+    ///
+    /// # Safety
+    /// `vtable` and `body` must come from one `move_into` call, and be reassembled once.
     // Only the loom build reassembles tasks from their halves; the queue otherwise reads a
     // written slot back as a whole `Task` (pool/queue.rs).
     #[cfg_attr(not(loom), allow(dead_code))]

@@ -52,7 +52,7 @@
 
 #![allow(unsafe_code)]
 
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr::{self, NonNull};
 
 use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -244,7 +244,23 @@ impl TaskQueue {
     }
 
     /// Appends a task, taking any block it needs from `cache` first. Any thread.
+    #[cfg(test)]
     pub(crate) fn push(&self, task: Task, cache: &BlockCache) {
+        let task = ManuallyDrop::new(task);
+        // SAFETY: `task` is forgotten, never used again.
+        unsafe { self.push_from(&task, cache) }
+    }
+
+    /// Moves the task `task` points to to the end of the queue, taking any block it needs
+    /// from `cache` first. Any thread.
+    ///
+    /// It takes the task by reference, not by value: the post path then hands the caller's
+    /// task down without copying it, and the one copy, into the slot, reads it only after the
+    /// claim (see `Task::move_into`).
+    ///
+    /// # Safety
+    /// The task is moved out: the caller neither uses nor drops it afterwards.
+    pub(crate) unsafe fn push_from(&self, task: &ManuallyDrop<Task>, cache: &BlockCache) {
         let backoff = Backoff::new();
         let mut tail = self.tail.load(Ordering::Acquire);
         let mut block = self.tail_block.load(Ordering::Acquire);
@@ -310,10 +326,11 @@ impl TaskQueue {
         }
     }
 
-    /// Second half of `push`, once position `tail` (at `offset` in `block`) is ours.
+    /// Second half of `push_from`, once position `tail` (at `offset` in `block`) is ours.
     ///
     /// # Safety
     /// The caller claimed the position with a successful CAS, and `block` is its lap's block.
+    /// The task is moved out (as `push_from`'s contract allows).
     #[inline]
     unsafe fn write(
         &self,
@@ -321,7 +338,7 @@ impl TaskQueue {
         offset: usize,
         tail: usize,
         next_block: *mut Block,
-        task: Task,
+        task: &ManuallyDrop<Task>,
         cache: &BlockCache,
     ) {
         // SAFETY: per the caller's contract `block` is live until the consumer has read this
@@ -337,10 +354,10 @@ impl TaskQueue {
             self.put_block(next_block, Some(cache));
         }
         let slot = &block.slots[offset];
-        let (vtable, body) = task.into_raw();
         // SAFETY: the slot is ours (see above) and its vtable word is null, so the consumer
-        // does not read it.
-        slot.body.with_mut(|cell| unsafe { (*cell).write(body) });
+        // does not read it; the task is moved out, as our caller's contract allows.
+        let vtable =
+            slot.body.with_mut(|cell| unsafe { Task::move_into(&**task, (*cell).as_mut_ptr()) });
         slot.vtable.store(vtable, Ordering::Release);
     }
 
@@ -424,14 +441,14 @@ impl TaskQueue {
         // nothing writes the slot again until `_done` clears the word, after `f`; we are the
         // only reader. The slot holds the vtable pointer followed by the body, which is the
         // layout of a `Task` (`task::VTABLE_THEN_BODY` and the asserts on `Slot`), the two
-        // halves of one `Task::into_raw`; every byte of it is inside an `UnsafeCell` (the atomic
+        // halves that one `Task::move_into` wrote; every byte of it is inside an `UnsafeCell` (the atomic
         // word and the body cell), so it may be used through this pointer. The `TaskInPlace`
         // consumes the task once; the block is recycled only after `_done`.
         #[cfg(not(loom))]
         let task = unsafe { TaskInPlace::new(NonNull::from(slot).cast::<Task>()) };
         // Loom's atomics and cells are not plain memory: reassemble the halves into a local.
         #[cfg(loom)]
-        // SAFETY: as above; `vtable` and `body` are the two halves of one `Task::into_raw`.
+        // SAFETY: as above; `vtable` and `body` are the two halves of one `Task::move_into`.
         let mut local = std::mem::ManuallyDrop::new(unsafe {
             Task::from_raw(vtable, slot.body.with_mut(|cell| (*cell).assume_init_read()))
         });

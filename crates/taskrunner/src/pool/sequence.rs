@@ -42,6 +42,7 @@
 //! reserves a place before pushing (or returns `Full`), `pop` frees it. An unbounded sequence
 //! has no `Bounded` and its post path is unchanged.
 
+use std::mem::ManuallyDrop;
 use std::time::Instant;
 
 use crate::current::SequenceToken;
@@ -182,7 +183,7 @@ impl Sequence {
     }
 
     /// Transition `post`: push, then schedule the sequence if it was idle.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn post(this: &Arc<Sequence>, task: Task) -> Result<(), PostError> {
         if this.state.load(Ordering::Acquire) & CLOSED != 0 || !this.pool.is_accepting() {
             return Err(this.reject(RejectReason::Closed, task));
@@ -198,17 +199,31 @@ impl Sequence {
     }
 
     /// The push half of `post`, for a task that was admitted (and given a place if bounded).
-    #[inline]
+    ///
+    /// `post` and `push` are inlined into the caller's `post`, and the task reaches the queue
+    /// by reference (`TaskQueue::push_from`): moved by value through these frames it was copied
+    /// three times, each copy reading what the previous one had just written, which cost about
+    /// a third of a post (docs/PERFORMANCE.md, step 14).
+    #[inline(always)]
     #[allow(unused_mut)] // `observe::posted` stamps the task only with `tracing` or `metrics`.
-    fn push(this: &Arc<Sequence>, mut task: Task) {
+    #[allow(unsafe_code)]
+    fn push(this: &Arc<Sequence>, task: Task) {
+        let mut task = ManuallyDrop::new(task);
         observe::posted(&mut task, this.name());
-        this.queue.push(task, this.pool.blocks());
+        // SAFETY: `task` is forgotten, never used again.
+        unsafe { this.queue.push_from(&task, this.pool.blocks()) };
         // One `lock xadd`: a `fetch_or` of two bits whose result is used is a CAS loop on x86.
         if this.state.fetch_add(NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
-            // The sequence looked idle: whoever sets SCHEDULED first schedules it.
-            if this.state.fetch_or(SCHEDULED, Ordering::AcqRel) & SCHEDULED == 0 {
-                this.pool.schedule(Source::Sequence(this.clone()), this.traits.priority());
-            }
+            Sequence::schedule_idle(this);
+        }
+    }
+
+    /// The second half of `post` when the sequence looked idle: whoever sets SCHEDULED first
+    /// schedules it. Kept out of line, so that what `post` inlines into callers stays small.
+    #[inline(never)]
+    fn schedule_idle(this: &Arc<Sequence>) {
+        if this.state.fetch_or(SCHEDULED, Ordering::AcqRel) & SCHEDULED == 0 {
+            this.pool.schedule(Source::Sequence(this.clone()), this.traits.priority());
         }
     }
 
