@@ -389,7 +389,11 @@ impl Worker {
 /// worker is marked as not waited for by shutdown; before and after it (popping, skipping
 /// queued tasks) it is waited for, so every task dropped by shutdown is counted before the
 /// report is made. `runner` names the runner (for panic reports, spans and metrics).
-#[inline]
+///
+/// This and `run_task` are inlined into the batch loops: as calls of their own they made a
+/// worker's cost per task about a quarter higher (docs/PERFORMANCE.md, step 15). The
+/// `ContinueOnShutdown` case stays out of line.
+#[inline(always)]
 fn run_task_as(
     shared: &Shared,
     index: usize,
@@ -397,9 +401,21 @@ fn run_task_as(
     runner: observe::Runner<'_>,
     task: TaskInPlace<'_>,
 ) {
-    if behavior != ShutdownBehavior::ContinueOnShutdown {
-        return run_task(shared, runner, task);
+    if behavior == ShutdownBehavior::ContinueOnShutdown {
+        run_task_not_waited_for(shared, index, runner, task)
+    } else {
+        run_task(shared, runner, task)
     }
+}
+
+/// `run_task_as` for a `ContinueOnShutdown` task.
+#[inline(never)]
+fn run_task_not_waited_for(
+    shared: &Shared,
+    index: usize,
+    runner: observe::Runner<'_>,
+    task: TaskInPlace<'_>,
+) {
     let activity = &shared.workers[index].activity;
     activity.store(RUNNING_CONTINUE, Ordering::Release);
     if !shared.is_accepting() {
@@ -413,7 +429,7 @@ fn run_task_as(
 
 /// Runs one task where it lies, catching and reporting a panic. The `observe` calls are empty
 /// without the `tracing` and `metrics` features.
-#[inline]
+#[inline(always)]
 fn run_task(shared: &Shared, runner: observe::Runner<'_>, task: TaskInPlace<'_>) {
     let location = task.task().location();
     let running = observe::start(task.task(), runner);
