@@ -20,10 +20,20 @@
 //! thread's message) or a 64-byte line (the size of a `taskrunner` task), so the table shows
 //! what moving a task costs against moving a word.
 //!
+//! Those two carry the operation's key, and the consumer applies it inline, as the channel
+//! baselines do. An executor cannot: what it is handed is a closure, whose captures it must
+//! move and whose code it reaches through a pointer. The third queue (`TaskLine`) carries
+//! exactly that: the writer stores the closure's bytes in a 64-byte slot beside the address
+//! of a function that runs them, and the consumer calls that function with the slot, one
+//! indirect call per operation, as a `taskrunner` task's vtable call is. It is the bound for
+//! a sequence: everything in it a sequence must do too.
+//!
 //! What it does not bound: designs that hand over several operations per shared
 //! read-modify-write (a poster that batches its own tasks, or one thread that combines
 //! others' operations and runs them under a lock); both change what `post` promises.
 
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,8 +41,9 @@ use crossbeam_utils::{Backoff, CachePadded};
 use hdrhistogram::Histogram;
 
 use crate::latency::{histogram, paced, record_ns};
+use crate::seq_state::SeqOwned;
 use crate::variants::drive;
-use crate::workload::State;
+use crate::workload::{State, KEYS};
 
 /// One slot: the operation plus one (0 means "not written yet").
 pub(crate) trait Slot: Sync + Sized {
@@ -65,6 +76,34 @@ impl Slot for Line {
     }
 }
 
+/// A 64-byte slot holding a task: the closure's captures, and the address of the function
+/// that runs them, which is written last and doubles as the "written" flag (0 while empty).
+#[repr(C, align(64))]
+pub(crate) struct TaskLine {
+    call: AtomicUsize,
+    captures: UnsafeCell<MaybeUninit<[u64; 7]>>,
+}
+
+// SAFETY: a writer writes `captures` only after claiming the slot, before it publishes `call`
+// (release); the one consumer reads them only after it saw `call` set (acquire), once.
+unsafe impl Sync for TaskLine {}
+
+/// Runs the closure of type `F` whose bytes `captures` holds, moving it out.
+///
+/// # Safety
+/// `captures` holds an `F` written by `TaskLine`'s writer, not run before.
+unsafe fn call_erased<F: FnOnce()>(captures: *mut u8) {
+    // SAFETY: per the contract; `F` fits the slot and its alignment (checked in `push_task`).
+    let f = unsafe { std::ptr::read(captures.cast::<F>()) };
+    f()
+}
+
+impl TaskLine {
+    fn empty() -> Self {
+        TaskLine { call: AtomicUsize::new(0), captures: UnsafeCell::new(MaybeUninit::uninit()) }
+    }
+}
+
 /// The queue: `len` slots, written once each.
 struct Queue<S> {
     slots: Vec<S>,
@@ -81,22 +120,21 @@ struct Queue<S> {
 /// the free changes nothing; the capacity beyond `len` is never touched.
 const MIN_BYTES: usize = 33 << 20;
 
-impl<S: Slot> Queue<S> {
-    /// Allocates and touches every slot (the constructor writes each one).
-    fn new(len: usize) -> Self {
+impl<S> Queue<S> {
+    /// Allocates and touches every slot (`empty` writes each one).
+    fn with_slots(len: usize, empty: impl Fn() -> S) -> Self {
         let mut slots = Vec::with_capacity(len.max(MIN_BYTES / std::mem::size_of::<S>()));
-        slots.extend((0..len).map(|_| S::empty()));
+        slots.extend((0..len).map(|_| empty()));
         Queue { slots, tail: CachePadded::default(), abandoned: AtomicBool::new(false) }
     }
 
-    /// Claims the next position and publishes `value` there (`value` must not be `u64::MAX`).
-    /// A writer that loses the claim backs off, and yields its core after repeated losses
-    /// (`Backoff::snooze`; see the module docs).
+    /// Claims the next position and returns its slot. A writer that loses the claim backs
+    /// off, and yields its core after repeated losses (`Backoff::snooze`; see the module docs).
     #[inline]
-    fn push(&self, value: u64) -> Result<(), String> {
+    fn claim(&self) -> Result<&S, String> {
         let backoff = Backoff::new();
         let mut position = self.tail.load(Ordering::Relaxed);
-        let slot = loop {
+        loop {
             let slot = self.slots.get(position).ok_or("ideal queue overflow")?;
             match self.tail.compare_exchange_weak(
                 position,
@@ -104,28 +142,26 @@ impl<S: Slot> Queue<S> {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break slot,
+                Ok(_) => return Ok(slot),
                 Err(current) => {
                     position = current;
                     backoff.snooze();
                 }
             }
-        };
-        slot.value().store(value + 1, Ordering::Release);
-        Ok(())
+        }
     }
 
-    /// Waits for the slot at `position` and returns its value, or `None` once the queue is
-    /// abandoned. Spins, then yields the core between checks: a writer preempted between its
-    /// claim and its store holds every later slot back until it runs again.
+    /// Waits until `written` holds for the slot at `position`, and returns the slot, or `None`
+    /// once the queue is abandoned. Spins, then yields the core between checks: a writer
+    /// preempted between its claim and its store holds every later slot back until it runs
+    /// again.
     #[inline]
-    fn take(&self, position: usize) -> Option<u64> {
-        let slot = self.slots[position].value();
+    fn wait(&self, position: usize, written: impl Fn(&S) -> bool) -> Option<&S> {
+        let slot = &self.slots[position];
         let mut spins = 0u32;
         loop {
-            let v = slot.load(Ordering::Acquire);
-            if v != 0 {
-                return Some(v - 1);
+            if written(slot) {
+                return Some(slot);
             }
             if spins < 64 {
                 spins += 1;
@@ -158,6 +194,61 @@ impl<S: Slot> Queue<S> {
     }
 }
 
+impl<S: Slot> Queue<S> {
+    fn new(len: usize) -> Self {
+        Queue::with_slots(len, S::empty)
+    }
+
+    /// Claims the next position and publishes `value` there (`value` must not be `u64::MAX`).
+    #[inline]
+    fn push(&self, value: u64) -> Result<(), String> {
+        self.claim()?.value().store(value + 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Waits for the slot at `position` and returns its value, or `None` once the queue is
+    /// abandoned.
+    #[inline]
+    fn take(&self, position: usize) -> Option<u64> {
+        let slot = self.wait(position, |slot| slot.value().load(Ordering::Acquire) != 0)?;
+        Some(slot.value().load(Ordering::Relaxed) - 1)
+    }
+}
+
+impl Queue<TaskLine> {
+    /// Claims the next position and moves `task` into it. `F: Copy`: a task never run (the
+    /// queue was abandoned) has nothing to drop.
+    #[inline]
+    fn push_task<F: FnOnce() + Send + Copy + 'static>(&self, task: F) -> Result<(), String> {
+        const {
+            assert!(std::mem::size_of::<F>() <= std::mem::size_of::<[u64; 7]>());
+            assert!(std::mem::align_of::<F>() <= std::mem::align_of::<[u64; 7]>());
+        }
+        let slot = self.claim()?;
+        // SAFETY: the slot is ours (claimed), nobody reads `captures` before `call` is set,
+        // and `F` fits them (checked above).
+        unsafe { std::ptr::write(slot.captures.get().cast::<F>(), task) };
+        let call: unsafe fn(*mut u8) = call_erased::<F>;
+        slot.call.store(call as usize, Ordering::Release);
+        Ok(())
+    }
+
+    /// Waits for the task at `position` and runs it, or returns `None` once the queue is
+    /// abandoned. Each position must be run once, by one consumer.
+    #[inline]
+    fn run_task(&self, position: usize) -> Option<()> {
+        let slot = self.wait(position, |slot| slot.call.load(Ordering::Acquire) != 0)?;
+        let call = slot.call.load(Ordering::Relaxed);
+        // SAFETY: `call` is the address of a `call_erased::<F>` that `push_task` stored after
+        // writing an `F` into `captures` (acquire above), and this position runs once.
+        unsafe {
+            let call: unsafe fn(*mut u8) = std::mem::transmute::<usize, unsafe fn(*mut u8)>(call);
+            call(slot.captures.get().cast::<u8>());
+        }
+        Some(())
+    }
+}
+
 /// One throughput run through the ideal queue with slots of type `S`: the same workload,
 /// writers and clock as the other variants (`variants::drive`).
 pub(crate) fn throughput<S: Slot>(writers: usize, ops: u64) -> Result<Duration, String> {
@@ -173,6 +264,32 @@ pub(crate) fn throughput<S: Slot>(writers: usize, ops: u64) -> Result<Duration, 
     let (start, state) = queue.run(|| drive(writers, ops, |k| queue.push(k)), consume)?;
     let elapsed = start.elapsed();
     state.ok_or("the consumer stopped early")?.check(ops)?;
+    Ok(elapsed)
+}
+
+/// One throughput run through the ideal queue of tasks: the writers post what the sequence
+/// variant posts, a closure that applies its key to the state through a pointer only the
+/// consumer's calls use.
+pub(crate) fn throughput_tasks(writers: usize, ops: u64) -> Result<Duration, String> {
+    let len = usize::try_from(ops).map_err(|e| e.to_string())?;
+    let queue = Queue::with_slots(len, TaskLine::empty);
+    let owned = SeqOwned::new(State::new());
+    let state = owned.handle();
+    let consume = || (0..len).try_for_each(|position| queue.run_task(position));
+    let post = |k: u64| {
+        debug_assert!(k < KEYS);
+        queue.push_task(move || {
+            // SAFETY: only the consumer thread runs these tasks, one at a time; `owned` is
+            // taken back after it finished.
+            unsafe { state.with(|s| s.apply(k)) }
+        })
+    };
+    let (start, consumed) = queue.run(|| drive(writers, ops, post), consume)?;
+    let elapsed = start.elapsed();
+    consumed.ok_or("the consumer stopped early")?;
+    // SAFETY: the consumer thread ran every task and has been joined (`run`).
+    let state = unsafe { owned.into_inner() };
+    state.check(ops)?;
     Ok(elapsed)
 }
 
@@ -228,9 +345,23 @@ mod tests {
     }
 
     #[test]
-    fn both_slot_sizes_run_the_workload() {
+    fn tasks_run_once_each_in_claim_order() {
+        let queue = Queue::with_slots(3, TaskLine::empty);
+        let order = std::sync::Mutex::new(Vec::new());
+        let order_ref: &'static std::sync::Mutex<Vec<u64>> = Box::leak(Box::new(order));
+        for v in [5, 0, 9] {
+            queue.push_task(move || order_ref.lock().unwrap().push(v)).unwrap();
+        }
+        assert!(queue.push_task(|| ()).is_err(), "a fourth task overflows");
+        assert_eq!((0..3).map(|p| queue.run_task(p)).collect::<Vec<_>>(), vec![Some(()); 3]);
+        assert_eq!(*order_ref.lock().unwrap(), vec![5, 0, 9]);
+    }
+
+    #[test]
+    fn every_slot_kind_runs_the_workload() {
         throughput::<AtomicU64>(3, 1000).unwrap();
         throughput::<Line>(4, 1000).unwrap();
+        throughput_tasks(5, 1000).unwrap();
         let (h, _) = latency(3, 300, 1_000_000).unwrap();
         assert_eq!(h.len(), 300);
     }

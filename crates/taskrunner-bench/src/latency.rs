@@ -134,7 +134,7 @@ pub(crate) fn run(
             Ok((h, posting))
         }
         Variant::IdealWord => crate::ideal::latency(writers, ops, rate),
-        Variant::StdMutex | Variant::ParkingLot | Variant::IdealLine => {
+        Variant::StdMutex | Variant::ParkingLot | Variant::IdealLine | Variant::IdealTask => {
             Err(format!("{} is not measured for post-to-start latency", variant.name()))
         }
     }

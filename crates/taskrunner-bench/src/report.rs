@@ -142,9 +142,12 @@ fn throughput(out: &mut String, config: &Config, t: &Throughput) {
          across the writer threads; a run ends when every operation has executed and the state \
          checks out. The plain sequence's tasks reach the state through a pointer only they \
          use (no lock, no reference count); the SequenceBound variant keeps it in a \
-         `SequenceBound<State>`. The two ideal FIFO queues are not executors but a bound: \
+         `SequenceBound<State>`. The three ideal FIFO queues are not executors but a bound: \
          preallocated slots claimed by compare-and-swap (a writer that keeps losing yields its \
-         core, as a sequence's poster does), and a consumer that never parks (`ideal.rs`).\n",
+         core, as a sequence's poster does), and a consumer that never parks (`ideal.rs`). The \
+         first two carry the key and apply it inline, as the channel baselines do; the queue of \
+         tasks carries what the sequence variant posts, a closure, and runs it by an indirect \
+         call, as an executor must.\n",
         config.reps, config.ops
     );
     header(out, "writers", &names);
@@ -336,7 +339,8 @@ fn bounds(out: &mut String, results: &Results) {
          throughput and latency goals applied to the ideal queues of this run (preallocated \
          slots, one shared compare-and-swap per operation, a consumer that never parks; \
          `ideal.rs`). Where the ideal hand-off misses a goal, a sequence built on one shared \
-         position cannot be expected to meet it on this machine.\n"
+         position cannot be expected to meet it on this machine; the queue of tasks is the \
+         closest bound, since it also moves and calls a closure per operation.\n"
     );
     goal_table(out, rows);
 }

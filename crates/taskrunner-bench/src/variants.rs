@@ -36,11 +36,14 @@ pub(crate) enum Variant {
     IdealWord,
     /// The ideal FIFO hand-off with 64-byte slots, the size of a task.
     IdealLine,
+    /// The ideal FIFO hand-off of tasks: 64-byte slots holding a closure, run by an indirect
+    /// call, as an executor must.
+    IdealTask,
 }
 
 impl Variant {
     /// Every variant, in the order of the tables.
-    pub(crate) const ALL: [Variant; 8] = [
+    pub(crate) const ALL: [Variant; 9] = [
         Variant::Sequence,
         Variant::SequenceBound,
         Variant::ParkingLot,
@@ -49,6 +52,7 @@ impl Variant {
         Variant::TokioActor,
         Variant::IdealWord,
         Variant::IdealLine,
+        Variant::IdealTask,
     ];
 
     /// The variants one can post work to, measured for latency (with the ideal queue as the
@@ -62,7 +66,8 @@ impl Variant {
     ];
 
     /// The ideal queues: bounds on what any sequence can reach, not executors.
-    pub(crate) const IDEAL: [Variant; 2] = [Variant::IdealWord, Variant::IdealLine];
+    pub(crate) const IDEAL: [Variant; 3] =
+        [Variant::IdealWord, Variant::IdealLine, Variant::IdealTask];
 
     /// The name used in tables and the plot.
     pub(crate) fn name(self) -> &'static str {
@@ -75,6 +80,7 @@ impl Variant {
             Variant::TokioActor => "tokio mpsc actor",
             Variant::IdealWord => "ideal FIFO queue (8 B)",
             Variant::IdealLine => "ideal FIFO queue (64 B)",
+            Variant::IdealTask => "ideal FIFO queue of tasks (64 B)",
         }
     }
 
@@ -128,6 +134,7 @@ impl Variant {
             }
             Variant::IdealWord => crate::ideal::throughput::<AtomicU64>(writers, ops),
             Variant::IdealLine => crate::ideal::throughput::<crate::ideal::Line>(writers, ops),
+            Variant::IdealTask => crate::ideal::throughput_tasks(writers, ops),
             Variant::TokioActor => {
                 let rt = tokio_runtime(workers)?;
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
