@@ -28,7 +28,8 @@ const BATCH: usize = 64;
 #[cfg(loom)]
 const BATCH: usize = 2;
 
-/// How long a batch may run before other sources get a turn (checked every 16 tasks).
+/// How long a batch may run before other sources get a turn (checked every 16 tasks, while
+/// another source waits; see `run_batch`).
 #[cfg(not(loom))]
 const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -315,6 +316,12 @@ impl Worker {
     }
 
     /// Runs up to `BATCH` tasks (or `BATCH_TIME`). Returns how many ran and why it stopped.
+    ///
+    /// The time budget only matters to sources that wait, so every 16 tasks the batch first
+    /// looks at the pool's queues (a few loads of lines that rarely change) and reads the
+    /// clock only if a source waits there. A clock read costs about 25 ns here, more than
+    /// running a small task; reading it every 16 tasks made the worker's cost per task about
+    /// a fifth higher (docs/PERFORMANCE.md, step 16).
     #[inline]
     fn run_batch(&self, sequence: &Sequence, traits: TaskTraits) -> (u64, BatchEnd) {
         let behavior = traits.shutdown_behavior();
@@ -346,7 +353,7 @@ impl Worker {
                 None => return (ran, BatchEnd::Empty),
             }
             #[cfg(not(loom))]
-            if popped % 16 == 0 && started.elapsed() >= BATCH_TIME {
+            if popped % 16 == 0 && self.shared.has_queued() && started.elapsed() >= BATCH_TIME {
                 return (ran, BatchEnd::Budget);
             }
         }
