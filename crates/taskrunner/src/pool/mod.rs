@@ -218,6 +218,12 @@ impl Shared {
         }
     }
 
+    /// Whether `track` wraps tasks (only in a test environment's pool).
+    #[inline]
+    pub(crate) fn tracks_tasks(&self) -> bool {
+        self.track_busy
+    }
+
     /// Test environment: wraps an accepted task so the watchdog can list it until it has run or
     /// been dropped. Free (one predictable branch) in a normal pool.
     #[inline]
