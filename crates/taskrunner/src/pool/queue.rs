@@ -441,9 +441,9 @@ impl TaskQueue {
         // nothing writes the slot again until `_done` clears the word, after `f`; we are the
         // only reader. The slot holds the vtable pointer followed by the body, which is the
         // layout of a `Task` (`task::VTABLE_THEN_BODY` and the asserts on `Slot`), the two
-        // halves that one `Task::move_into` wrote; every byte of it is inside an `UnsafeCell` (the atomic
-        // word and the body cell), so it may be used through this pointer. The `TaskInPlace`
-        // consumes the task once; the block is recycled only after `_done`.
+        // halves that one `Task::move_into` wrote; every byte of it is inside an `UnsafeCell`
+        // (the atomic word and the body cell), so it may be used through this pointer. The
+        // `TaskInPlace` consumes the task once; the block is recycled only after `_done`.
         #[cfg(not(loom))]
         let task = unsafe { TaskInPlace::new(NonNull::from(slot).cast::<Task>()) };
         // Loom's atomics and cells are not plain memory: reassemble the halves into a local.

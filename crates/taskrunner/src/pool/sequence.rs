@@ -214,7 +214,7 @@ impl Sequence {
     /// `post` and `push` are inlined into the caller's `post`, and the task reaches the queue
     /// by reference (`TaskQueue::push_from`): moved by value through these frames it was copied
     /// three times, each copy reading what the previous one had just written, which cost about
-    /// a third of a post (docs/PERFORMANCE.md, step 14).
+    /// half of a post (docs/PERFORMANCE.md, step 14).
     #[inline(always)]
     #[allow(unused_mut)] // `observe::posted` stamps the task only with `tracing` or `metrics`.
     #[allow(unsafe_code)]

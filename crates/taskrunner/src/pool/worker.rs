@@ -321,7 +321,7 @@ impl Worker {
     /// looks at the pool's queues (a few loads of lines that rarely change) and reads the
     /// clock only if a source waits there. A clock read costs about 25 ns here, more than
     /// running a small task; reading it every 16 tasks made the worker's cost per task about
-    /// a fifth higher (docs/PERFORMANCE.md, step 16).
+    /// a quarter higher (docs/PERFORMANCE.md, step 16).
     #[inline]
     fn run_batch(&self, sequence: &Sequence, traits: TaskTraits) -> (u64, BatchEnd) {
         let behavior = traits.shutdown_behavior();
@@ -398,7 +398,7 @@ impl Worker {
 /// report is made. `runner` names the runner (for panic reports, spans and metrics).
 ///
 /// This and `run_task` are inlined into the batch loops: as calls of their own they made a
-/// worker's cost per task about a quarter higher (docs/PERFORMANCE.md, step 15). The
+/// worker's cost per task about a fifth higher (docs/PERFORMANCE.md, step 15). The
 /// `ContinueOnShutdown` case stays out of line.
 #[inline(always)]
 fn run_task_as(
