@@ -61,9 +61,9 @@ use crate::task::{TaskBody, TaskInPlace};
 use crate::Task;
 
 #[cfg(not(loom))]
-const BLOCK_CAP: usize = 31;
+pub(crate) const BLOCK_CAP: usize = 31;
 #[cfg(loom)]
-const BLOCK_CAP: usize = 2;
+pub(crate) const BLOCK_CAP: usize = 2;
 const LAP: usize = BLOCK_CAP + 1;
 
 /// How many finished blocks a pool keeps for its queues (2 KiB each).
@@ -162,6 +162,12 @@ impl std::fmt::Debug for BlockCache {
     }
 }
 
+/// Tasks queued ahead of a post beyond which the queue has outgrown the blocks it recycles
+/// (its spare and the pool's cache): every further block comes from the allocator, fresh
+/// pages and cold cache lines for the consumer. `push_from` tells its caller when a post opens
+/// a block past it.
+pub(crate) const LONG_BACKLOG: usize = CACHED_BLOCKS * BLOCK_CAP;
+
 /// The number of task slots before `position`.
 fn slots_before(position: usize) -> usize {
     position / LAP * BLOCK_CAP + (position % LAP).min(BLOCK_CAP)
@@ -248,7 +254,7 @@ impl TaskQueue {
     pub(crate) fn push(&self, task: Task, cache: &BlockCache) {
         let task = ManuallyDrop::new(task);
         // SAFETY: `task` is forgotten, never used again.
-        unsafe { self.push_from(&task, cache) }
+        unsafe { self.push_from(&task, cache) };
     }
 
     /// Moves the task `task` points to to the end of the queue, taking any block it needs
@@ -258,9 +264,12 @@ impl TaskQueue {
     /// task down without copying it, and the one copy, into the slot, reads it only after the
     /// claim (see `Task::move_into`).
     ///
+    /// Returns true when the task opened a block with more than `LONG_BACKLOG` tasks queued
+    /// ahead of it (once per block at most), so that the caller can let the consumer catch up.
+    ///
     /// # Safety
     /// The task is moved out: the caller neither uses nor drops it afterwards.
-    pub(crate) unsafe fn push_from(&self, task: &ManuallyDrop<Task>, cache: &BlockCache) {
+    pub(crate) unsafe fn push_from(&self, task: &ManuallyDrop<Task>, cache: &BlockCache) -> bool {
         let backoff = Backoff::new();
         let mut tail = self.tail.load(Ordering::Acquire);
         let mut block = self.tail_block.load(Ordering::Acquire);
@@ -310,7 +319,7 @@ impl TaskQueue {
                     // SAFETY: the CAS gave us position `tail`, in `block`'s lap (see the module
                     // docs): the block is live and nobody else writes this slot.
                     unsafe { self.write(block, offset, tail, next_block, task, cache) };
-                    return;
+                    return offset == 0 && self.queued_before(tail) > LONG_BACKLOG;
                 }
                 Err(current) => {
                     tail = current;
@@ -483,6 +492,12 @@ impl TaskQueue {
     /// any thread: reads positions only.
     pub(crate) fn is_empty(&self) -> bool {
         self.tail.load(Ordering::Acquire) == self.head.load(Ordering::Acquire)
+    }
+
+    /// Tasks queued ahead of `position` (approximate: the consumer writes its position back
+    /// once per batch).
+    fn queued_before(&self, position: usize) -> usize {
+        slots_before(position).saturating_sub(slots_before(self.head.load(Ordering::Relaxed)))
     }
 
     /// Tasks queued (approximate while producers race).
