@@ -238,10 +238,10 @@ impl Sequence {
     /// queue into freshly allocated blocks, whose page faults the posters pay and whose cold
     /// cache lines the worker reads; with more runnable threads than cores, the yield also
     /// hands the core to a thread that may be the worker. On the 2-core machine of
-    /// docs/PERFORMANCE.md (step 18) this raised the throughput benchmark's medians by about
-    /// 1.3-1.4x at every writer count. The price: a thread that posts a long burst alone
-    /// spends a system call per 31 posts once the backlog is long, while the worker is the
-    /// bottleneck anyway.
+    /// docs/PERFORMANCE.md (step 18) this raised the throughput benchmark's medians about
+    /// 1.15x with one posting thread and 1.4-1.5x with 4 and 16. The price: a thread that
+    /// posts a long burst alone spends a system call per 31 posts once the backlog is long,
+    /// while the worker is the bottleneck anyway.
     #[cold]
     #[inline(never)]
     fn let_the_owner_catch_up() {
@@ -468,8 +468,8 @@ mod tests {
         }
         let yields = YIELDS.with(|y| y.get()) - yields_before;
         // The first task holds the worker, so every post waits: once more than `LONG_BACKLOG`
-        // are queued, each post that opens a block yields (the worker has not written its
-        // position back since it started, so the backlog is counted from the first task).
+        // are queued, each post that opens a block yields (the worker writes its position
+        // back only when a batch ends, so the backlog is counted from the first task).
         let blocks_past =
             (posts - crate::pool::queue::LONG_BACKLOG) / crate::pool::queue::BLOCK_CAP;
         assert!(
