@@ -452,13 +452,22 @@ mod tests {
         assert!(heap <= 128, "an idle sequence takes {heap} bytes");
     }
 
-    #[test]
-    fn a_poster_far_ahead_of_the_worker_yields_once_per_block_and_loses_nothing() {
-        use crate::{TaskRunnerExt, ThreadPool};
-        let pool = ThreadPool::builder().workers(1).build().unwrap();
+    /// A one-worker pool and a sequence whose first task holds the worker until the returned
+    /// sender sends.
+    fn held_sequence(
+    ) -> (crate::ThreadPool, crate::SequencedTaskRunner, std::sync::mpsc::Sender<()>) {
+        use crate::TaskRunnerExt;
+        let pool = crate::ThreadPool::builder().workers(1).build().unwrap();
         let seq = pool.sequenced_runner(TaskTraits::default());
         let (release, hold) = std::sync::mpsc::channel::<()>();
         seq.post(move || hold.recv().unwrap()).unwrap();
+        (pool, seq, release)
+    }
+
+    #[test]
+    fn a_poster_far_ahead_of_the_worker_yields_once_per_block_and_loses_nothing() {
+        use crate::TaskRunnerExt;
+        let (pool, seq, release) = held_sequence();
         let ran = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let yields_before = YIELDS.with(|y| y.get());
         let posts = 4000;
@@ -484,11 +493,8 @@ mod tests {
 
     #[test]
     fn a_short_backlog_never_yields() {
-        use crate::{TaskRunnerExt, ThreadPool};
-        let pool = ThreadPool::builder().workers(1).build().unwrap();
-        let seq = pool.sequenced_runner(TaskTraits::default());
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        seq.post(move || hold.recv().unwrap()).unwrap();
+        use crate::TaskRunnerExt;
+        let (pool, seq, release) = held_sequence();
         let yields_before = YIELDS.with(|y| y.get());
         for _ in 0..crate::pool::queue::LONG_BACKLOG - 1 {
             seq.post(|| {}).unwrap();
