@@ -416,6 +416,7 @@ impl TaskQueue {
 
     /// Takes the next task at `cursor`; a finished block goes back to `cache`. Consumer only
     /// (see `cursor`).
+    #[cfg(test)]
     #[inline]
     pub(crate) fn pop(&self, cursor: &mut Cursor, cache: &BlockCache) -> Option<Task> {
         self.pop_with(cursor, Some(cache), |task| task.take())
@@ -497,14 +498,12 @@ impl TaskQueue {
     /// Tasks queued ahead of `position` (approximate: the consumer writes its position back
     /// once per batch).
     fn queued_before(&self, position: usize) -> usize {
-        slots_before(position).saturating_sub(slots_before(self.head.load(Ordering::Relaxed)))
+        slots_before(position).saturating_sub(slots_before(self.head.load(Ordering::Acquire)))
     }
 
     /// Tasks queued (approximate while producers race).
     pub(crate) fn len(&self) -> usize {
-        let head = self.head.load(Ordering::Acquire);
-        let tail = self.tail.load(Ordering::Acquire);
-        slots_before(tail).saturating_sub(slots_before(head))
+        self.queued_before(self.tail.load(Ordering::Acquire))
     }
 }
 

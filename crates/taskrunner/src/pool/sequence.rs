@@ -112,11 +112,7 @@ impl Consumer<'_> {
     /// The next ready task.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<Task> {
-        let task = self.queue.pop(&mut self.cursor, self.blocks);
-        if let (Some(_), Some(bounded)) = (&task, self.bounded) {
-            bounded.free();
-        }
-        task
+        self.pop_with(|task| task.take())
     }
 
     /// Passes the next ready task to `f`, in its slot (see `TaskQueue::pop_with`); `None` if
