@@ -165,6 +165,24 @@ impl SmallFn {
         // SAFETY: `this` is live and never dropped, so the job is consumed exactly once, here.
         unsafe { SmallFn::call_in_place(&mut *this) }
     }
+
+    /// Moves the job out, unrun, as the `J` it was built from.
+    ///
+    /// # Safety
+    /// `self` was built by `SmallFn::new::<J>` (with this very `J`).
+    pub(crate) unsafe fn into_job<J: Job>(self) -> J {
+        let mut this = ManuallyDrop::new(self);
+        let storage = this.storage.0.as_mut_ptr();
+        // SAFETY: per the contract the storage holds what `new::<J>` wrote: a `J` if it fits,
+        // else a `Box<J>`. `this` is never dropped, so the job is moved out exactly once.
+        unsafe {
+            if fits::<J>() {
+                ptr::read(storage.cast::<J>())
+            } else {
+                *ptr::read(storage.cast::<Box<J>>())
+            }
+        }
+    }
 }
 
 impl Drop for SmallFn {

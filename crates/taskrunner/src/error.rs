@@ -46,6 +46,19 @@ pub enum PostError {
 }
 
 impl PostError {
+    /// The same error around another task (for a caller that hands back a different form of
+    /// the task it was given).
+    pub(crate) fn map_task(self, f: impl FnOnce(Task) -> Task) -> PostError {
+        match self {
+            PostError::Closed(task) => PostError::Closed(f(task)),
+            PostError::Full(task) => PostError::Full(f(task)),
+            PostError::WouldDeadlock(task) => PostError::WouldDeadlock(f(task)),
+            PostError::NoCurrentRunner(task) => PostError::NoCurrentRunner(f(task)),
+            PostError::Unsupported(task) => PostError::Unsupported(f(task)),
+            PostError::InvalidInterval(task) => PostError::InvalidInterval(f(task)),
+        }
+    }
+
     /// The rejected task.
     pub fn into_task(self) -> Task {
         match self {

@@ -16,19 +16,48 @@
 //! slot uses `std` types directly rather than the `sync` facade: it is not a protocol of its
 //! own, only a container whose exclusion the sequence provides, which the loom models check.)
 //!
+//! # Posts without a reference count
+//!
+//! A task that holds a clone of the slot's `Arc` costs two contended read-modify-writes per
+//! `post`: the poster's increment and the worker's decrement of the same count, a cache line
+//! that crosses between the two cores once per task. With that, a bound ran at about half the
+//! rate of a plain sequence (docs/PERFORMANCE.md, step 19). So when the runner is the crate's
+//! own [`SequencedTaskRunner`], `post` hands its task the slot's address instead
+//! ([`BoundPost`]), and the slot is kept alive by an ordering argument rather than a count:
+//!
+//! 1. Such a task exists only inside that sequence's queue, or in the hands of its worker
+//!    while it runs or drops it. A post the sequence rejects comes back in the `PostError`, and
+//!    `post` swaps it for an ordinary task holding a clone of the `Arc` before returning it.
+//! 2. Every such post happens before the last handle is dropped (it is made through a handle).
+//!    Dropping the last handle posts the task that drops the value, holding a clone of the
+//!    `Arc`. The sequence takes its tasks in order and finishes each (runs it or drops it)
+//!    before it takes the next, so that task, and with it the slot, goes after every task that
+//!    holds the address.
+//! 3. If the sequence no longer accepts posts at that point, that task is rejected. If the
+//!    sequence has terminated (closed, idle, nothing queued), no task with the address is left
+//!    and the slot goes at once; otherwise the sequence keeps the rejected task until it is
+//!    itself dropped, after its queue (`Sequence::keep_until_dropped`).
+//!
+//! Other runners (a [`SingleThreadTaskRunner`](crate::SingleThreadTaskRunner), or one outside
+//! this crate, whose order the crate cannot vouch for) get tasks that hold a clone of the
+//! `Arc`, as `call` always does.
+//!
 //! The handle gives no way to reach `&T` or `&mut T` except inside a closure run on the
 //! sequence, and what a closure returns must be `'static`, so no borrow of the value escapes.
 //!
 //! The life cycle (creation, use, drop, shutdown) is documented on [`SequenceBound`].
 
+use std::any::Any;
 use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Mutex, TryLockError};
 
 use crossbeam_utils::CachePadded;
 
+use crate::closure::{Job, PostedFrom};
 use crate::runner::SequencedRunner;
-use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
+use crate::sync;
+use crate::{PostError, SequenceToken, SequencedTaskRunner, Task, TaskHandle, TaskRunner};
 
 /// A `T` owned by a sequence: created, used and dropped only there.
 ///
@@ -76,8 +105,11 @@ use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
 /// - **Drop.** When the last handle is dropped, a task that drops `T` is posted to the sequence;
 ///   it runs after every closure posted through any handle. If the sequence has shut down, `T` is
 ///   dropped by whichever holder of the slot goes last: a task of the sequence still queued or
-///   running (on the sequence), or else the thread that dropped the last handle. Either way,
-///   never while a closure is using it.
+///   running (on the sequence), a task handed back by a rejected `post` or `call`, or else the
+///   thread that dropped the last handle. On a [`SequencedTaskRunner`] that has shut down but
+///   still holds closures posted through the handles (queued, or behind a running task), the
+///   sequence itself holds the slot until it is dropped, after those closures have run or been
+///   dropped. Either way, never while a closure is using it.
 ///
 /// # What does not compile
 ///
@@ -134,7 +166,10 @@ use crate::{PostError, SequenceToken, Task, TaskHandle, TaskRunner};
 /// std::thread::spawn(move || leaked.unwrap().push('!'));
 /// ```
 pub struct SequenceBound<T: Send + 'static> {
-    inner: Arc<Inner<T>>,
+    /// The handles' count goes through the `sync` facade: its release and acquire order every
+    /// post through any handle before the last handle's drop, which the loom model of the
+    /// address-carrying posts relies on (`tests/loom_sequence.rs`).
+    inner: sync::Arc<Inner<T>>,
 }
 
 /// The slot the value lives in: locked only from the bound sequence (see the module docs).
@@ -148,6 +183,9 @@ type Slot<T> = Arc<CachePadded<Mutex<Option<T>>>>;
 
 struct Inner<T: Send + 'static> {
     runner: Box<dyn TaskRunner>,
+    /// `runner` again, when it is the crate's own sequenced runner: `post` then hands its tasks
+    /// the slot's address instead of a clone of the `Arc` (see the module docs).
+    sequence: Option<SequencedTaskRunner>,
     token: Option<SequenceToken>,
     slot: Slot<T>,
     created_at: &'static Location<'static>,
@@ -174,8 +212,9 @@ impl<T: Send + 'static> SequenceBound<T> {
         // A rejected constructor is dropped here, unrun; later posts are rejected the same way.
         let _ = runner.post_task(Task::with_location(construct, created_at));
         SequenceBound {
-            inner: Arc::new(Inner {
+            inner: sync::Arc::new(Inner {
                 runner: Box::new(runner.clone()),
+                sequence: (runner as &dyn Any).downcast_ref::<SequencedTaskRunner>().cloned(),
                 token: runner.sequence_token(),
                 slot,
                 created_at,
@@ -189,9 +228,27 @@ impl<T: Send + 'static> SequenceBound<T> {
     where
         F: FnOnce(&mut T) + Send + 'static,
     {
-        let slot = self.inner.slot.clone();
         let location = Location::caller();
-        self.inner.runner.post_task(Task::with_location(move || with_value(&slot, f), location))
+        let Some(sequence) = &self.inner.sequence else {
+            let slot = self.inner.slot.clone();
+            return self
+                .inner
+                .runner
+                .post_task(Task::with_location(move || with_value(&slot, f), location));
+        };
+        let job = BoundPost { slot: Arc::as_ptr(&self.inner.slot), f };
+        sequence.post_task(Task::from_job(job, location)).map_err(|error| {
+            // The task must not leave with the slot's address (module docs, point 1).
+            error.map_task(|task| {
+                // SAFETY: `SequencedTaskRunner::post_task` hands back, unchanged, the task it
+                // was given (`Sequence::post` and `Sequence::reject`), built just above from a
+                // `BoundPost<T, F>`.
+                #[allow(unsafe_code)]
+                let job = unsafe { task.into_job::<BoundPost<T, F>>() };
+                let slot = self.inner.slot.clone();
+                Task::with_location(move || with_value(&slot, job.f), location)
+            })
+        })
     }
 
     /// Posts `f` to the sequence and returns a handle to what it returns.
@@ -242,11 +299,46 @@ impl<T: Send + 'static> fmt::Debug for SequenceBound<T> {
 impl<T: Send + 'static> Drop for Inner<T> {
     fn drop(&mut self) {
         let slot = self.slot.clone();
-        let drop_value = move || drop(access(&slot).take());
-        // If the sequence has shut down, the value goes with the last holder of the slot (see
-        // the module docs); the rejected task is dropped right here.
-        let _ = self.runner.post_task(Task::with_location(drop_value, self.created_at));
+        let drop_value = Task::with_location(move || drop(access(&slot).take()), self.created_at);
+        let Some(sequence) = &self.sequence else {
+            // If the sequence has shut down, the value goes with the last holder of the slot
+            // (see the type's docs); the rejected task is dropped right here.
+            let _ = self.runner.post_task(drop_value);
+            return;
+        };
+        if let Err(rejected) = sequence.post_task(drop_value) {
+            // Tasks holding the slot's address may still be queued in the closed sequence, or
+            // running: the slot must outlive them (module docs, point 3).
+            let sequence = sequence.sequence();
+            if !sequence.is_terminated() {
+                sequence.keep_until_dropped(rejected.into_task());
+            }
+        }
     }
+}
+
+/// A `post` to the crate's own sequenced runner: the closure and the address of the slot,
+/// without a reference count (see the module docs for why the slot outlives it).
+struct BoundPost<T, F> {
+    slot: *const CachePadded<Mutex<Option<T>>>,
+    f: F,
+}
+
+// SAFETY: the slot is a `Mutex<Option<T>>`, which is `Sync` for `T: Send`, so reaching it from
+// the worker's thread through the address is what sending a clone of the `Arc` would allow;
+// `F` is `Send`.
+#[allow(unsafe_code)]
+unsafe impl<T: Send, F: Send> Send for BoundPost<T, F> {}
+
+impl<T: Send + 'static, F: FnOnce(&mut T) + Send + 'static> Job for BoundPost<T, F> {
+    fn run(self, _posted_from: PostedFrom) {
+        // SAFETY: the slot is alive: this task is running on the bound sequence, whose task
+        // that frees the slot (or whose own drop) comes after it (module docs, points 1-3).
+        #[allow(unsafe_code)]
+        let slot = unsafe { &*self.slot };
+        with_value(slot, self.f)
+    }
+    // Dropped unrun: the closure goes, and the slot is not touched.
 }
 
 /// Runs `f` with the value, on the sequence.
@@ -255,7 +347,8 @@ fn with_value<T, U>(slot: &Mutex<Option<T>>, f: impl FnOnce(&mut T) -> U) -> U {
     match guard.as_mut() {
         Some(value) => f(value),
         None => panic!(
-            "SequenceBound<{}>: no value, its constructor panicked",
+            "SequenceBound<{}>: no value, its constructor panicked (or, for a task handed back \
+             by a rejected post, the value was dropped with the last handle)",
             std::any::type_name::<T>()
         ),
     }

@@ -89,6 +89,10 @@ impl SequencedTaskRunner {
         SequencedTaskRunner { sequence }
     }
 
+    pub(crate) fn sequence(&self) -> &Arc<Sequence> {
+        &self.sequence
+    }
+
     /// The sequenced runner whose task is running on this thread, if any.
     pub fn current() -> Option<SequencedTaskRunner> {
         current::current_runner().and_then(|r| r.as_sequenced().cloned())

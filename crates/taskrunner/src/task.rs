@@ -128,6 +128,17 @@ impl Task {
         Task { f, stamp: body.stamp }
     }
 
+    /// Moves the job out, unrun, as the `J` it was built from (the location and stamp are
+    /// dropped; neither needs a drop).
+    ///
+    /// # Safety
+    /// The task was built by `Task::from_job::<J>` (with this very `J`).
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn into_job<J: Job>(self) -> J {
+        // SAFETY: forwarded from the caller: `f` was built by `SmallFn::new::<J>`.
+        unsafe { self.f.into_job::<J>() }
+    }
+
     /// Where the task was posted from.
     pub fn location(&self) -> &'static Location<'static> {
         self.f.location()

@@ -2,10 +2,13 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use taskrunner::{SequenceBound, SequenceToken, TaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
+use taskrunner::{
+    SequenceBound, SequenceToken, ShutdownBehavior, TaskRunner, TaskRunnerExt, TaskTraits,
+    ThreadPool,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -147,6 +150,97 @@ fn value_is_dropped_exactly_once_when_the_sequence_shuts_down_first() {
     drop(bound); // the drop task is rejected: the last holder (this thread) drops it
     let log = log.lock().unwrap();
     assert_eq!(log.iter().filter(|(what, _)| *what == "dropped").count(), 1);
+}
+
+/// A post to the crate's sequenced runner carries the slot's address, not a reference count:
+/// the task a rejected post hands back must not carry it out (it would outlive the slot).
+#[test]
+fn a_rejected_post_hands_back_a_task_that_outlives_the_bound_safely() {
+    let pool = pool(1);
+    let seq = pool.sequenced_runner(TaskTraits::default());
+    let log = Log::default();
+    let l = log.clone();
+    let bound = SequenceBound::new(&seq, move || Tracked::new(&l));
+    bound.call(|t| t.n).unwrap().join().unwrap();
+    seq.shutdown();
+    seq.wait_shutdown(LONG).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let task = bound
+        .post(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap_err()
+        .into_task();
+    drop(bound);
+    drop(seq);
+    drop(pool);
+    // The handed-back task holds the slot (the sequence's drop task was rejected): the value is
+    // still there, the closure runs with it where the task is run, and the value goes with it.
+    assert_eq!(log.lock().unwrap().iter().filter(|(what, _)| *what == "dropped").count(), 0);
+    task.run();
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    let log = log.lock().unwrap();
+    assert_eq!(log.iter().filter(|(what, _)| *what == "dropped").count(), 1);
+    assert_eq!(log.last().unwrap().0, "dropped");
+}
+
+/// The last handle goes while closures are still queued on a sequence that no longer accepts
+/// posts: the value must outlive them (they run, or are dropped, first) and then be dropped
+/// exactly once, when the sequence itself goes.
+#[test]
+fn closures_queued_on_a_closed_sequence_outlive_the_last_handle() {
+    /// Says when it is dropped (after the `Tracked` beside it, which logs first).
+    struct Signal(mpsc::Sender<()>);
+    impl Drop for Signal {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
+    for behavior in [ShutdownBehavior::BlockShutdown, ShutdownBehavior::SkipOnShutdown] {
+        let pool = pool(1);
+        let seq = pool.sequenced_runner(TaskTraits::default().with_shutdown_behavior(behavior));
+        let log = Log::default();
+        let l = log.clone();
+        let (dropped_tx, dropped_rx) = mpsc::channel();
+        let bound = SequenceBound::new(&seq, move || (Tracked::new(&l), Signal(dropped_tx)));
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        seq.post(move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        })
+        .unwrap();
+        started_rx.recv().unwrap();
+        for _ in 0..100 {
+            let l = log.clone();
+            bound
+                .post(move |(t, _)| {
+                    t.n += 1;
+                    l.lock().unwrap().push(("used", None));
+                })
+                .unwrap();
+        }
+        seq.shutdown();
+        drop(bound); // its drop task is rejected, with 100 closures queued behind a running task
+        release_tx.send(()).unwrap();
+        seq.wait_shutdown(LONG).unwrap();
+        let used = if behavior == ShutdownBehavior::BlockShutdown { 100 } else { 0 };
+        {
+            let log = log.lock().unwrap();
+            assert_eq!(log.iter().filter(|(what, _)| *what == "used").count(), used);
+            assert!(log.iter().all(|(what, _)| *what != "dropped"), "dropped while queued");
+        }
+        // The sequence holds the value now; it goes when the sequence does (its worker may
+        // let go of it a moment after the shutdown is reported).
+        drop(seq);
+        drop(pool);
+        dropped_rx.recv_timeout(LONG).expect("the value was never dropped");
+        let log = log.lock().unwrap();
+        assert_eq!(log.iter().filter(|(what, _)| *what == "dropped").count(), 1, "{behavior:?}");
+        assert_eq!(log.last().unwrap().0, "dropped");
+    }
 }
 
 #[test]

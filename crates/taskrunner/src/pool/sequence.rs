@@ -47,7 +47,7 @@ use std::time::Instant;
 
 use crate::current::SequenceToken;
 use crate::observe::{self, RejectReason};
-use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::task::TaskInPlace;
 use crate::{PostError, Task, TaskTraits};
@@ -94,6 +94,9 @@ pub(crate) struct Sequence {
     metrics: observe::RunnerMetrics,
     queue: TaskQueue,
     state: AtomicUsize,
+    /// Tasks kept until the sequence itself is dropped, after its queue (see
+    /// `keep_until_dropped`). Declared after `queue`, so dropped after it.
+    kept: Kept,
 }
 
 /// The owner's access to the queue for one batch. It keeps the queue position locally and
@@ -169,6 +172,7 @@ impl Sequence {
             metrics: observe::RunnerMetrics::default(),
             queue: TaskQueue::new(),
             state: AtomicUsize::new(0),
+            kept: Kept::default(),
         }
     }
 
@@ -374,6 +378,13 @@ impl Sequence {
         self.state.load(Ordering::Acquire) & CLOSED != 0 || !self.pool.is_accepting()
     }
 
+    /// Keeps `task` until the sequence is dropped, and drops it then, after every task still in
+    /// the queue. For a task that must outlive whatever the queue holds now when the sequence
+    /// no longer accepts posts (`SequenceBound`'s last handle, `sequence_bound.rs`).
+    pub(crate) fn keep_until_dropped(&self, task: Task) {
+        self.kept.push(task);
+    }
+
     /// Closed, not owned by any worker, and nothing queued: nothing will ever run again.
     pub(crate) fn is_terminated(&self) -> bool {
         self.is_closed()
@@ -411,6 +422,50 @@ impl Sequence {
         match &self.bounded {
             Some(bounded) => bounded.len(),
             None => self.queue.len(),
+        }
+    }
+}
+
+/// A stack of tasks that only grows while the sequence lives and is dropped with it: pushed
+/// with a compare-and-swap on the head, freed under the exclusive access of `Drop`. An empty
+/// stack is one null pointer.
+#[derive(Default)]
+struct Kept {
+    head: AtomicPtr<KeptTask>,
+}
+
+struct KeptTask {
+    task: Task,
+    next: *mut KeptTask,
+}
+
+impl Kept {
+    #[allow(unsafe_code)]
+    fn push(&self, task: Task) {
+        let node = Box::into_raw(Box::new(KeptTask { task, next: std::ptr::null_mut() }));
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `node` is ours until the CAS below publishes it.
+            unsafe { (*node).next = head };
+            match self.head.compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(current) => head = current,
+            }
+        }
+    }
+}
+
+impl Drop for Kept {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        let mut node = self.head.load(Ordering::Acquire);
+        while !node.is_null() {
+            // SAFETY: every node came from `Box::into_raw` in `push` and was published once; with
+            // `&mut self` nothing else reaches the stack, so each is freed exactly once.
+            let boxed = unsafe { Box::from_raw(node) };
+            node = boxed.next;
+            drop(boxed.task);
         }
     }
 }

@@ -76,3 +76,46 @@ fn two_workers_spinner_and_sleeper_never_strand_a_source() {
         drop(pool.shutdown());
     });
 }
+
+/// `SequenceBound` posts to a sequenced runner carry the value slot's address, not a
+/// reference count (`sequence_bound.rs`): the slot must outlive every such task. Here the
+/// last handle goes while another thread's post and the runner's shutdown race with it; the
+/// value must be dropped exactly once, and never before a closure that runs.
+#[test]
+fn a_bound_value_outlives_its_posts_when_the_last_handle_races_a_shutdown() {
+    use crate::{SequenceBound, ShutdownBehavior};
+
+    struct Value(Arc<AtomicUsize>);
+    impl Drop for Value {
+        fn drop(&mut self) {
+            assert_eq!(self.0.fetch_add(1, Ordering::AcqRel), 0, "dropped twice");
+        }
+    }
+
+    super::model(|| {
+        let pool = ThreadPool::builder().workers(1).build().unwrap();
+        let traits = TaskTraits::default().with_shutdown_behavior(ShutdownBehavior::BlockShutdown);
+        let seq = pool.sequenced_runner(traits);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = drops.clone();
+        let bound = SequenceBound::new(&seq, move || Value(d));
+        let other = bound.clone();
+        // A closure's panic would be caught and reported by the pool: record instead.
+        let ran_after_drop = Arc::new(AtomicBool::new(false));
+        let late = ran_after_drop.clone();
+        let poster = thread::spawn(move || {
+            let _ = other.post(move |value| {
+                if value.0.load(Ordering::Acquire) != 0 {
+                    late.store(true, Ordering::Release);
+                }
+            });
+        });
+        seq.shutdown();
+        drop(bound);
+        poster.join().unwrap();
+        drop(seq);
+        drop(pool.shutdown());
+        assert_eq!(drops.load(Ordering::Acquire), 1);
+        assert!(!ran_after_drop.load(Ordering::Acquire), "a closure ran after the value's drop");
+    });
+}
