@@ -32,10 +32,11 @@ use crate::{BuildError, PostError, Task, TaskRunner, TaskRunnerExt, TaskTraits, 
 /// task). A worker then runs a batch of its tasks before letting other sources run.
 ///
 /// An unbounded runner never refuses a post for its length, but it slows down posters that
-/// run far ahead of it: once about a thousand tasks wait, one post in 31 yields the posting
-/// thread's core (`std::thread::yield_now`) before it returns, so that the queue does not
-/// grow into fresh memory faster than the worker drains it. To bound the queue for real, give
-/// the runner a capacity.
+/// run far ahead of it: once about a thousand tasks wait, one post in 31 waits a few
+/// microseconds for the worker to catch up, and if it has not, yields the posting thread's
+/// core (`std::thread::yield_now`) before it returns, so that the queue does not grow into
+/// fresh memory faster than the worker drains it. To bound the queue for real, give the
+/// runner a capacity.
 ///
 /// ```
 /// use std::time::Duration;

@@ -53,6 +53,8 @@ use crate::task::TaskInPlace;
 use crate::{PostError, Task, TaskTraits};
 
 use super::bounded::{Bounded, Reserve};
+#[cfg(not(loom))]
+use super::queue::LONG_BACKLOG;
 use super::queue::{BlockCache, Cursor, TaskQueue};
 use super::{Shared, Source};
 
@@ -61,6 +63,12 @@ const CLOSED: usize = 2;
 /// Bits 2 and up count the posts completed since the owner last looked (`NOTIFIED` is one).
 const NOTIFIED: usize = 4;
 const FLAGS: usize = SCHEDULED | CLOSED;
+
+/// Polls of the queue's length by a post that found a long backlog before it yields its core
+/// (`Sequence::let_the_owner_catch_up`): a spin hint and two loads each, a few microseconds in
+/// all, about two of the worker's batches of small tasks.
+#[cfg(not(loom))]
+const CATCH_UP_POLLS: usize = 128;
 
 /// What a worker does after [`Sequence::release`].
 #[derive(Debug, PartialEq, Eq)]
@@ -228,29 +236,44 @@ impl Sequence {
             Sequence::schedule_idle(this);
         }
         if long_backlog {
-            Sequence::let_the_owner_catch_up();
+            Sequence::let_the_owner_catch_up(this);
         }
     }
 
     /// Backpressure without blocking: a post that opens a block of the queue while more than
-    /// `LONG_BACKLOG` tasks (about a thousand) wait ahead of it yields the posting thread's
-    /// core, once per block (31 posts). The posts that outrun the worker otherwise grow the
+    /// `LONG_BACKLOG` tasks (about a thousand) wait ahead of it gives the worker a moment to
+    /// catch up, once per block (31 posts). The posts that outrun the worker otherwise grow the
     /// queue into freshly allocated blocks, whose page faults the posters pay and whose cold
-    /// cache lines the worker reads; with more runnable threads than cores, the yield also
-    /// hands the core to a thread that may be the worker. On the 2-core machine of
-    /// docs/PERFORMANCE.md (step 18) this raised the throughput benchmark's medians about
-    /// 1.15x with one posting thread and 1.4-1.5x with 4 and 16. The price: a thread that
-    /// posts a long burst alone spends a system call per 31 posts once the backlog is long,
-    /// while the worker is the bottleneck anyway.
+    /// cache lines the worker reads.
+    ///
+    /// First the post polls the queue's length for a few microseconds (about two of the
+    /// worker's batches): a worker running on another core brings it under the threshold and
+    /// the post goes on. Only if it does not is the core yielded, which hands it to another
+    /// runnable thread, perhaps the worker itself when posters and worker share a core. On the
+    /// 2-core machine of docs/PERFORMANCE.md the yield alone (step 18) raised the throughput
+    /// benchmark's medians about 1.15x with one posting thread and 1.4-1.5x with 4 and 16; but
+    /// with other processes keeping the cores busy, each yield gave a whole time slice to them,
+    /// and the sequence fell to a few million posts per second (step 20, which added the poll).
+    /// The price: a thread that posts a long burst alone waits up to the poll and a system call
+    /// per 31 posts once the backlog is long, while the worker is the bottleneck anyway.
     #[cold]
     #[inline(never)]
-    fn let_the_owner_catch_up() {
+    fn let_the_owner_catch_up(this: &Sequence) {
+        #[cfg(not(loom))]
+        for _ in 0..CATCH_UP_POLLS {
+            crate::sync::spin_hint();
+            if this.queue.len() <= LONG_BACKLOG {
+                return;
+            }
+        }
         #[cfg(all(test, not(loom)))]
         tests::YIELDS.with(|yields| yields.set(yields.get() + 1));
         // Under loom the models post a handful of tasks and check the protocol, which this
         // hint is not part of.
         #[cfg(not(loom))]
         crate::sync::thread::yield_now();
+        #[cfg(loom)]
+        let _ = this;
     }
 
     /// The second half of `post` when the sequence looked idle: whoever sets SCHEDULED first
