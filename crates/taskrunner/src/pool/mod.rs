@@ -543,7 +543,7 @@ impl ThreadPool {
     /// A new sequenced runner with the given traits. Runners are cheap: make one per piece of
     /// state.
     ///
-    /// Memory: an idle sequence that never ran a task takes 120 bytes of heap (16 more with
+    /// Memory: an idle sequence that never ran a task takes 128 bytes of heap (16 more with
     /// the `metrics` feature). Tasks are stored in its queue in blocks of 31 (2 KiB each); an
     /// idle sequence keeps its current block and at most one spare, and the pool keeps up to
     /// 32 more finished blocks (64 KiB) for any of its sequences to reuse.
