@@ -35,8 +35,9 @@
 //!    holds the address.
 //! 3. If the sequence no longer accepts posts at that point, that task is rejected. If the
 //!    sequence has terminated (closed, idle, nothing queued), no task with the address is left
-//!    and the slot goes at once; otherwise the sequence keeps the rejected task until it is
-//!    itself dropped, after its queue (`Sequence::keep_until_dropped`).
+//!    and the slot goes at once; otherwise the sequence keeps the rejected task until it has
+//!    terminated, or at the latest until it is dropped, after its queue
+//!    (`Sequence::keep_until_terminated`).
 //!
 //! Other runners (a [`SingleThreadTaskRunner`](crate::SingleThreadTaskRunner), or one outside
 //! this crate, whose order the crate cannot vouch for) get tasks that hold a clone of the
@@ -108,8 +109,9 @@ use crate::{PostError, SequenceToken, SequencedTaskRunner, Task, TaskHandle, Tas
 ///   running (on the sequence), a task handed back by a rejected `post` or `call`, or else the
 ///   thread that dropped the last handle. On a [`SequencedTaskRunner`] that has shut down but
 ///   still holds closures posted through the handles (queued, or behind a running task), the
-///   sequence itself holds the slot until it is dropped, after those closures have run or been
-///   dropped. Either way, never while a closure is using it.
+///   sequence itself holds the slot until those closures have run or been dropped, and `T` goes
+///   then (on the sequence's worker, or on the thread that dropped the last handle if it saw
+///   the sequence finish). Either way, never while a closure is using it.
 ///
 /// # What does not compile
 ///
@@ -311,7 +313,7 @@ impl<T: Send + 'static> Drop for Inner<T> {
             // running: the slot must outlive them (module docs, point 3).
             let sequence = sequence.sequence();
             if !sequence.is_terminated() {
-                sequence.keep_until_dropped(rejected.into_task());
+                sequence.keep_until_terminated(rejected.into_task());
             }
         }
     }

@@ -187,10 +187,11 @@ fn a_rejected_post_hands_back_a_task_that_outlives_the_bound_safely() {
 
 /// The last handle goes while closures are still queued on a sequence that no longer accepts
 /// posts: the value must outlive them (they run, or are dropped, first) and then be dropped
-/// exactly once, when the sequence itself goes.
+/// exactly once, when the sequence has finished, even though the value holds a handle to its
+/// own runner (so waiting for the sequence itself to be dropped would wait for ever).
 #[test]
 fn closures_queued_on_a_closed_sequence_outlive_the_last_handle() {
-    /// Says when it is dropped (after the `Tracked` beside it, which logs first).
+    /// Says when it is dropped (after the `Tracked` before it, which logs first).
     struct Signal(mpsc::Sender<()>);
     impl Drop for Signal {
         fn drop(&mut self) {
@@ -204,7 +205,8 @@ fn closures_queued_on_a_closed_sequence_outlive_the_last_handle() {
         let log = Log::default();
         let l = log.clone();
         let (dropped_tx, dropped_rx) = mpsc::channel();
-        let bound = SequenceBound::new(&seq, move || (Tracked::new(&l), Signal(dropped_tx)));
+        let own = seq.clone();
+        let bound = SequenceBound::new(&seq, move || (Tracked::new(&l), Signal(dropped_tx), own));
         let (started_tx, started_rx) = mpsc::channel();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         seq.post(move || {
@@ -216,7 +218,7 @@ fn closures_queued_on_a_closed_sequence_outlive_the_last_handle() {
         for _ in 0..100 {
             let l = log.clone();
             bound
-                .post(move |(t, _)| {
+                .post(move |(t, _, _)| {
                     t.n += 1;
                     l.lock().unwrap().push(("used", None));
                 })
@@ -225,21 +227,13 @@ fn closures_queued_on_a_closed_sequence_outlive_the_last_handle() {
         seq.shutdown();
         drop(bound); // its drop task is rejected, with 100 closures queued behind a running task
         release_tx.send(()).unwrap();
+        dropped_rx.recv_timeout(LONG).expect("the value was never dropped");
         seq.wait_shutdown(LONG).unwrap();
         let used = if behavior == ShutdownBehavior::BlockShutdown { 100 } else { 0 };
-        {
-            let log = log.lock().unwrap();
-            assert_eq!(log.iter().filter(|(what, _)| *what == "used").count(), used);
-            assert!(log.iter().all(|(what, _)| *what != "dropped"), "dropped while queued");
-        }
-        // The sequence holds the value now; it goes when the sequence does (its worker may
-        // let go of it a moment after the shutdown is reported).
-        drop(seq);
-        drop(pool);
-        dropped_rx.recv_timeout(LONG).expect("the value was never dropped");
         let log = log.lock().unwrap();
+        assert_eq!(log.iter().filter(|(what, _)| *what == "used").count(), used, "{behavior:?}");
         assert_eq!(log.iter().filter(|(what, _)| *what == "dropped").count(), 1, "{behavior:?}");
-        assert_eq!(log.last().unwrap().0, "dropped");
+        assert_eq!(log.last().unwrap().0, "dropped", "{behavior:?}");
     }
 }
 

@@ -102,8 +102,8 @@ pub(crate) struct Sequence {
     metrics: observe::RunnerMetrics,
     queue: TaskQueue,
     state: AtomicUsize,
-    /// Tasks kept until the sequence itself is dropped, after its queue (see
-    /// `keep_until_dropped`). Declared after `queue`, so dropped after it.
+    /// Tasks kept until the sequence has terminated, or else until it is dropped, after its
+    /// queue (see `keep_until_terminated`). Declared after `queue`, so dropped after it.
     kept: Kept,
 }
 
@@ -371,6 +371,7 @@ impl Sequence {
         if idle & CLOSED != 0 || !self.pool.is_accepting() {
             // Someone may wait for this runner to finish shutting down.
             self.pool.notify_runner_event();
+            self.drop_kept_if_terminated();
         }
         Release::Released
     }
@@ -401,11 +402,36 @@ impl Sequence {
         self.state.load(Ordering::Acquire) & CLOSED != 0 || !self.pool.is_accepting()
     }
 
-    /// Keeps `task` until the sequence is dropped, and drops it then, after every task still in
-    /// the queue. For a task that must outlive whatever the queue holds now when the sequence
-    /// no longer accepts posts (`SequenceBound`'s last handle, `sequence_bound.rs`).
-    pub(crate) fn keep_until_dropped(&self, task: Task) {
+    /// Keeps `task` until every task the queue holds now has run or been dropped, and drops it
+    /// then: once the sequence has terminated, or at the latest with the sequence, after its
+    /// queue. For a task that must outlive what is queued when the sequence no longer accepts
+    /// posts (`SequenceBound`'s last handle, `sequence_bound.rs`).
+    ///
+    /// The kept tasks are dropped by whoever takes them and then sees the sequence terminated:
+    /// this call, after its push, or the owner, after each release of a closed sequence; a
+    /// taker that does not see it terminated puts them back. Taking first matters: the take is
+    /// a read-modify-write of the stack's head, so it follows every push it finds, and with it
+    /// every post made before that push. A termination seen after the take therefore means the
+    /// queue was empty after those posts, so their tasks have all run or been dropped. (A check
+    /// made before the take could miss a post that a later push vouches for.) Without the
+    /// owner's part, a kept task that holds the sequence, say a value that keeps a handle to
+    /// its own runner, would keep it alive for ever.
+    pub(crate) fn keep_until_terminated(&self, task: Task) {
         self.kept.push(task);
+        self.drop_kept_if_terminated();
+    }
+
+    /// Takes the kept tasks and drops them if the sequence has terminated, or puts them back.
+    fn drop_kept_if_terminated(&self) {
+        let kept = self.kept.take();
+        if kept.is_empty() {
+            return;
+        }
+        if self.is_terminated() {
+            drop(kept);
+        } else {
+            self.kept.put_back(kept);
+        }
     }
 
     /// Closed, not owned by any worker, and nothing queued: nothing will ever run again.
@@ -449,9 +475,8 @@ impl Sequence {
     }
 }
 
-/// A stack of tasks that only grows while the sequence lives and is dropped with it: pushed
-/// with a compare-and-swap on the head, freed under the exclusive access of `Drop`. An empty
-/// stack is one null pointer.
+/// A stack of kept tasks (`Sequence::keep_until_terminated`): pushed with a compare-and-swap
+/// on the head, taken whole with a swap. An empty stack is one null pointer.
 #[derive(Default)]
 struct Kept {
     head: AtomicPtr<KeptTask>,
@@ -462,34 +487,71 @@ struct KeptTask {
     next: *mut KeptTask,
 }
 
+/// Kept tasks taken off the stack, owned by the taker: dropped with it, or put back.
+struct KeptList(*mut KeptTask);
+
 impl Kept {
-    #[allow(unsafe_code)]
     fn push(&self, task: Task) {
-        let node = Box::into_raw(Box::new(KeptTask { task, next: std::ptr::null_mut() }));
+        self.push_node(Box::into_raw(Box::new(KeptTask { task, next: std::ptr::null_mut() })));
+    }
+
+    #[allow(unsafe_code)]
+    fn push_node(&self, node: *mut KeptTask) {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            // SAFETY: `node` is ours until the CAS below publishes it.
+            // SAFETY: `node` is ours (fresh, or taken off a `KeptList`) until the CAS below
+            // publishes it.
             unsafe { (*node).next = head };
-            match self.head.compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
-            {
+            match self.head.compare_exchange_weak(head, node, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(current) => head = current,
             }
         }
     }
+
+    /// Takes every kept task.
+    fn take(&self) -> KeptList {
+        KeptList(self.head.swap(std::ptr::null_mut(), Ordering::AcqRel))
+    }
+
+    /// Puts taken tasks back.
+    #[allow(unsafe_code)]
+    fn put_back(&self, list: KeptList) {
+        let mut node = list.0;
+        std::mem::forget(list);
+        while !node.is_null() {
+            // SAFETY: the list owns its nodes (taken off the stack whole); each is read here
+            // before it is pushed, and pushed once.
+            let next = unsafe { (*node).next };
+            self.push_node(node);
+            node = next;
+        }
+    }
 }
 
-impl Drop for Kept {
+impl KeptList {
+    fn is_empty(&self) -> bool {
+        self.0.is_null()
+    }
+}
+
+impl Drop for KeptList {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
-        let mut node = self.head.load(Ordering::Acquire);
+        let mut node = self.0;
         while !node.is_null() {
-            // SAFETY: every node came from `Box::into_raw` in `push` and was published once; with
-            // `&mut self` nothing else reaches the stack, so each is freed exactly once.
+            // SAFETY: every node came from `Box::into_raw` in `push`, and the list owns the
+            // nodes it took off the stack: each is freed once, here.
             let boxed = unsafe { Box::from_raw(node) };
             node = boxed.next;
             drop(boxed.task);
         }
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        drop(self.take());
     }
 }
 
