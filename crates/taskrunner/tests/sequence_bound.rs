@@ -6,8 +6,8 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use taskrunner::{
-    SequenceBound, SequenceToken, ShutdownBehavior, TaskRunner, TaskRunnerExt, TaskTraits,
-    ThreadPool,
+    SequenceBound, SequenceToken, SequencedTaskRunner, ShutdownBehavior, TaskRunner, TaskRunnerExt,
+    TaskTraits, ThreadPool,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -137,8 +137,9 @@ fn a_closed_sequence_rejects_and_never_builds() {
     assert_eq!(built.load(Ordering::SeqCst), 0);
 }
 
-#[test]
-fn value_is_dropped_exactly_once_when_the_sequence_shuts_down_first() {
+/// A bound whose value was built, on a sequence that has shut down since (and terminated).
+fn bound_on_a_finished_sequence() -> (ThreadPool, SequencedTaskRunner, Log, SequenceBound<Tracked>)
+{
     let pool = pool(1);
     let seq = pool.sequenced_runner(TaskTraits::default());
     let log = Log::default();
@@ -147,23 +148,26 @@ fn value_is_dropped_exactly_once_when_the_sequence_shuts_down_first() {
     bound.call(|t| t.n).unwrap().join().unwrap();
     seq.shutdown();
     seq.wait_shutdown(LONG).unwrap();
+    (pool, seq, log, bound)
+}
+
+/// How many entries of the log are `what`.
+fn count(log: &Log, what: &str) -> usize {
+    log.lock().unwrap().iter().filter(|(entry, _)| *entry == what).count()
+}
+
+#[test]
+fn value_is_dropped_exactly_once_when_the_sequence_shuts_down_first() {
+    let (_pool, _seq, log, bound) = bound_on_a_finished_sequence();
     drop(bound); // the drop task is rejected: the last holder (this thread) drops it
-    let log = log.lock().unwrap();
-    assert_eq!(log.iter().filter(|(what, _)| *what == "dropped").count(), 1);
+    assert_eq!(count(&log, "dropped"), 1);
 }
 
 /// A post to the crate's sequenced runner carries the slot's address, not a reference count:
 /// the task a rejected post hands back must not carry it out (it would outlive the slot).
 #[test]
 fn a_rejected_post_hands_back_a_task_that_outlives_the_bound_safely() {
-    let pool = pool(1);
-    let seq = pool.sequenced_runner(TaskTraits::default());
-    let log = Log::default();
-    let l = log.clone();
-    let bound = SequenceBound::new(&seq, move || Tracked::new(&l));
-    bound.call(|t| t.n).unwrap().join().unwrap();
-    seq.shutdown();
-    seq.wait_shutdown(LONG).unwrap();
+    let (pool, seq, log, bound) = bound_on_a_finished_sequence();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
     let task = bound
@@ -177,12 +181,11 @@ fn a_rejected_post_hands_back_a_task_that_outlives_the_bound_safely() {
     drop(pool);
     // The handed-back task holds the slot (the sequence's drop task was rejected): the value is
     // still there, the closure runs with it where the task is run, and the value goes with it.
-    assert_eq!(log.lock().unwrap().iter().filter(|(what, _)| *what == "dropped").count(), 0);
+    assert_eq!(count(&log, "dropped"), 0);
     task.run();
     assert_eq!(ran.load(Ordering::SeqCst), 1);
-    let log = log.lock().unwrap();
-    assert_eq!(log.iter().filter(|(what, _)| *what == "dropped").count(), 1);
-    assert_eq!(log.last().unwrap().0, "dropped");
+    assert_eq!(count(&log, "dropped"), 1);
+    assert_eq!(log.lock().unwrap().last().unwrap().0, "dropped");
 }
 
 /// The last handle goes while closures are still queued on a sequence that no longer accepts
@@ -230,10 +233,9 @@ fn closures_queued_on_a_closed_sequence_outlive_the_last_handle() {
         dropped_rx.recv_timeout(LONG).expect("the value was never dropped");
         seq.wait_shutdown(LONG).unwrap();
         let used = if behavior == ShutdownBehavior::BlockShutdown { 100 } else { 0 };
-        let log = log.lock().unwrap();
-        assert_eq!(log.iter().filter(|(what, _)| *what == "used").count(), used, "{behavior:?}");
-        assert_eq!(log.iter().filter(|(what, _)| *what == "dropped").count(), 1, "{behavior:?}");
-        assert_eq!(log.last().unwrap().0, "dropped", "{behavior:?}");
+        assert_eq!(count(&log, "used"), used, "{behavior:?}");
+        assert_eq!(count(&log, "dropped"), 1, "{behavior:?}");
+        assert_eq!(log.lock().unwrap().last().unwrap().0, "dropped", "{behavior:?}");
     }
 }
 
