@@ -184,10 +184,7 @@ pub struct SequenceBound<T: Send + 'static> {
 type Slot<T> = Arc<CachePadded<Mutex<Option<T>>>>;
 
 struct Inner<T: Send + 'static> {
-    runner: Box<dyn TaskRunner>,
-    /// `runner` again, when it is the crate's own sequenced runner: `post` then hands its tasks
-    /// the slot's address instead of a clone of the `Arc` (see the module docs).
-    sequence: Option<SequencedTaskRunner>,
+    runner: Runner,
     token: Option<SequenceToken>,
     slot: Slot<T>,
     created_at: &'static Location<'static>,
@@ -215,8 +212,10 @@ impl<T: Send + 'static> SequenceBound<T> {
         let _ = runner.post_task(Task::with_location(construct, created_at));
         SequenceBound {
             inner: sync::Arc::new(Inner {
-                runner: Box::new(runner.clone()),
-                sequence: (runner as &dyn Any).downcast_ref::<SequencedTaskRunner>().cloned(),
+                runner: match (runner as &dyn Any).downcast_ref::<SequencedTaskRunner>() {
+                    Some(sequence) => Runner::Sequence(sequence.clone()),
+                    None => Runner::Other(Box::new(runner.clone())),
+                },
                 token: runner.sequence_token(),
                 slot,
                 created_at,
@@ -231,11 +230,12 @@ impl<T: Send + 'static> SequenceBound<T> {
         F: FnOnce(&mut T) + Send + 'static,
     {
         let location = Location::caller();
-        let Some(sequence) = &self.inner.sequence else {
+        let Runner::Sequence(sequence) = &self.inner.runner else {
             let slot = self.inner.slot.clone();
             return self
                 .inner
                 .runner
+                .get()
                 .post_task(Task::with_location(move || with_value(&slot, f), location));
         };
         let job = BoundPost { slot: Arc::as_ptr(&self.inner.slot), f };
@@ -267,7 +267,7 @@ impl<T: Send + 'static> SequenceBound<T> {
         let location = Location::caller();
         let (handle, run) =
             TaskHandle::new(move || with_value(&slot, f), location, self.inner.token);
-        self.inner.runner.post_task(Task::with_location(run, location))?;
+        self.inner.runner.get().post_task(Task::with_location(run, location))?;
         Ok(handle)
     }
 
@@ -278,7 +278,7 @@ impl<T: Send + 'static> SequenceBound<T> {
 
     /// Whether the bound sequence has shut down (every post is rejected).
     pub fn is_closed(&self) -> bool {
-        self.inner.runner.is_closed()
+        self.inner.runner.get().is_closed()
     }
 }
 
@@ -302,19 +302,33 @@ impl<T: Send + 'static> Drop for Inner<T> {
     fn drop(&mut self) {
         let slot = self.slot.clone();
         let drop_value = Task::with_location(move || drop(access(&slot).take()), self.created_at);
-        let Some(sequence) = &self.sequence else {
+        let Runner::Sequence(sequence) = &self.runner else {
             // If the sequence has shut down, the value goes with the last holder of the slot
             // (see the type's docs); the rejected task is dropped right here.
-            let _ = self.runner.post_task(drop_value);
+            let _ = self.runner.get().post_task(drop_value);
             return;
         };
         if let Err(rejected) = sequence.post_task(drop_value) {
             // Tasks holding the slot's address may still be queued in the closed sequence, or
-            // running: the slot must outlive them (module docs, point 3).
-            let sequence = sequence.sequence();
-            if !sequence.is_terminated() {
-                sequence.keep_until_terminated(rejected.into_task());
-            }
+            // running: the slot must outlive them (module docs, point 3). If the sequence has
+            // terminated, the kept task goes at once.
+            sequence.sequence().keep_until_terminated(rejected.into_task());
+        }
+    }
+}
+
+/// The runner a bound posts to. On the crate's own sequenced runner, `post` hands its tasks the
+/// slot's address instead of a clone of the `Arc` (see the module docs).
+enum Runner {
+    Sequence(SequencedTaskRunner),
+    Other(Box<dyn TaskRunner>),
+}
+
+impl Runner {
+    fn get(&self) -> &dyn TaskRunner {
+        match self {
+            Runner::Sequence(sequence) => sequence,
+            Runner::Other(runner) => &**runner,
         }
     }
 }
