@@ -65,6 +65,13 @@ pub(crate) const BLOCK_CAP: usize = 31;
 #[cfg(loom)]
 pub(crate) const BLOCK_CAP: usize = 2;
 const LAP: usize = BLOCK_CAP + 1;
+/// How many places ahead of its own a post prefetches a slot for writing (`TaskQueue::write`).
+/// The consumer wrote each slot last (it clears the vtable word), so a slot's line is in the
+/// consumer's cache when a producer comes to write it, and the `lock xadd` that follows every
+/// push waits until that line has arrived: one cross-core round trip per post, unhidden. Asked
+/// for a few posts earlier, the line is there when the post comes. Measured in
+/// docs/PERFORMANCE.md (step 21); 2, 4 and 8 did alike there.
+const PREFETCH_AHEAD: usize = 4;
 
 /// How many finished blocks a pool keeps for its queues (2 KiB each).
 #[cfg(not(loom))]
@@ -363,6 +370,12 @@ impl TaskQueue {
             self.put_block(next_block, Some(cache));
         }
         let slot = &block.slots[offset];
+        if let Some(ahead) = block.slots.get(offset + PREFETCH_AHEAD) {
+            // The post a few places on finds its slot's line here, writable, instead of
+            // fetching it from the core that consumed it last while its `lock xadd` on the
+            // sequence's state waits for the store (see `PREFETCH_AHEAD`).
+            crate::sync::prefetch_for_write(ahead);
+        }
         // SAFETY: the slot is ours (see above) and its vtable word is null, so the consumer
         // does not read it; the task is moved out, as our caller's contract allows.
         let vtable =
