@@ -180,23 +180,23 @@ fn slots_before(position: usize) -> usize {
     position / LAP * BLOCK_CAP + (position % LAP).min(BLOCK_CAP)
 }
 
-/// Field order matters (`repr(C)`): the consumer's fields come first and the producers' last,
-/// so that the sequence can place its own quiet fields before and its hot state word after
+/// Field order matters (`repr(C)`): the producers' fields come first and the consumer's last,
+/// so that the sequence can place its hot state word before and the owner's fields after
 /// (see `Sequence`).
 #[repr(C)]
 pub(crate) struct TaskQueue {
-    /// A finished block kept for the next install.
-    spare: AtomicPtr<Block>,
+    /// Next position producers claim.
+    tail: AtomicUsize,
+    /// The block holding `tail`'s lap (null until the first push).
+    tail_block: AtomicPtr<Block>,
     /// Next position the consumer reads. Written by the consumer, once per batch (see
     /// `Cursor`), so producers' cache lines are not disturbed on every pop.
     head: AtomicUsize,
     /// The block holding `head`'s lap. Written by the consumer (and once by the producer
     /// that installs the first block).
     head_block: AtomicPtr<Block>,
-    /// Next position producers claim.
-    tail: AtomicUsize,
-    /// The block holding `tail`'s lap (null until the first push).
-    tail_block: AtomicPtr<Block>,
+    /// A finished block kept for the next install.
+    spare: AtomicPtr<Block>,
 }
 
 /// The consumer's position while it pops a batch, kept in the worker's registers and written
@@ -214,6 +214,15 @@ impl std::fmt::Debug for TaskQueue {
 }
 
 impl TaskQueue {
+    /// The bytes at the start of the queue that producers write: `tail` and `tail_block`.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) const PRODUCER_BYTES: usize = {
+        use std::mem::{offset_of, size_of};
+        assert!(offset_of!(TaskQueue, tail) == 0);
+        assert!(offset_of!(TaskQueue, tail_block) == size_of::<usize>());
+        2 * size_of::<usize>()
+    };
+
     pub(crate) fn new() -> TaskQueue {
         TaskQueue {
             spare: AtomicPtr::new(ptr::null_mut()),
