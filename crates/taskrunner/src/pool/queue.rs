@@ -65,6 +65,14 @@ pub(crate) const BLOCK_CAP: usize = 31;
 #[cfg(loom)]
 pub(crate) const BLOCK_CAP: usize = 2;
 const LAP: usize = BLOCK_CAP + 1;
+/// How many places ahead of the head the consumer prefetches a slot for reading
+/// (`TaskQueue::pop_with`), within the head block and only among positions that were claimed
+/// when its batch began: with a backlog, each slot's line is in the producer's core, and the
+/// worker waited for it task after task. Prefetching a slot that was not yet claimed would take
+/// its line from the producer that is about to write it, and prefetching for writing did worse
+/// (docs/PERFORMANCE.md, step 23).
+const CONSUMER_AHEAD: usize = 4;
+
 /// How many places ahead of its own a post prefetches a slot for writing (`TaskQueue::write`).
 /// The consumer wrote each slot last (it clears the vtable word), so a slot's line is in the
 /// consumer's cache when a producer comes to write it, and the `lock xadd` that follows every
@@ -204,6 +212,10 @@ pub(crate) struct TaskQueue {
 #[derive(Debug)]
 pub(crate) struct Cursor {
     head: usize,
+    /// The tail when the cursor was taken: every position before it was claimed, so the
+    /// consumer may prefetch slots up to there without taking a line a producer is about to
+    /// write (see `CONSUMER_AHEAD`).
+    claimed: usize,
     block: *mut Block,
 }
 
@@ -399,6 +411,11 @@ impl TaskQueue {
     pub(crate) fn cursor(&self) -> Cursor {
         Cursor {
             head: self.head.load(Ordering::Relaxed),
+            // Loom models the protocol, not the hint; the load would only add interleavings.
+            #[cfg(not(loom))]
+            claimed: self.tail.load(Ordering::Relaxed),
+            #[cfg(loom)]
+            claimed: 0,
             block: self.head_block.load(Ordering::Acquire),
         }
     }
@@ -466,6 +483,11 @@ impl TaskQueue {
             // waits for a producer: that producer notifies the sequence after writing (see
             // `sequence.rs`), so the task is picked up then.
             return None;
+        }
+        let ahead = head + CONSUMER_AHEAD;
+        if ahead % LAP < BLOCK_CAP && ahead / LAP == head / LAP && ahead < cursor.claimed {
+            // SAFETY: `ahead` is in the head block's lap, which stays live (as in `head_slot`).
+            crate::sync::prefetch_for_read(unsafe { &(*cursor.block).slots[ahead % LAP] });
         }
         // Frees the slot and moves the cursor once `f` is done with the task.
         let _done = Popped { queue: self, cursor, cache, slot, head };
