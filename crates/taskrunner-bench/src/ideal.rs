@@ -28,6 +28,13 @@
 //! indirect call per operation, as a `taskrunner` task's vtable call is. It is the bound for
 //! a sequence: everything in it a sequence must do too.
 //!
+//! The consumer of the 64-byte queues reads ahead as a sequence's worker does: it prefetches
+//! the slot a few positions on while it is well behind the writers (`Queue::read_ahead`).
+//! Without that the sequence, which reads ahead since step 23 of docs/PERFORMANCE.md, passed
+//! these queues at 4 and 16 writers on the Intel machine there, and a bound must not leave out
+//! what the bounded does. The writers need no prefetch of their own: nothing after their store
+//! waits for it to complete (a sequence's post does, its `lock xadd`; step 21).
+//!
 //! What it does not bound: designs that hand over several operations per shared
 //! read-modify-write (a poster that batches its own tasks, or one thread that combines
 //! others' operations and runs them under a lock); both change what `post` promises.
@@ -120,6 +127,15 @@ struct Queue<S> {
 /// the free changes nothing; the capacity beyond `len` is never touched.
 const MIN_BYTES: usize = 33 << 20;
 
+/// How far ahead the consumer reads (`Queue::read_ahead`).
+const AHEAD: usize = 4;
+
+/// How often, in positions, the consumer may read the tail that the writers keep changing:
+/// as often as a sequence's worker begins a batch (`BATCH` in `taskrunner`'s worker). Read
+/// at every position once the consumer has caught up, that line went back and forth with the
+/// one writer's claims and the 1-writer rates fell from about 56 to 12 M ops/s.
+const LOOK_AT_TAIL_EVERY: usize = 64;
+
 impl<S> Queue<S> {
     /// Allocates and touches every slot (`empty` writes each one).
     fn with_slots(len: usize, empty: impl Fn() -> S) -> Self {
@@ -170,6 +186,34 @@ impl<S> Queue<S> {
                 return None;
             } else {
                 std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Asks for the line of the slot `AHEAD` places after `position`, as a sequence's worker
+    /// does (docs/PERFORMANCE.md, step 23), if the consumer is well behind the writers: that
+    /// position and `LOOK_AT_TAIL_EVERY` more were claimed when it last read the tail
+    /// (`claimed`, read at most once per `LOOK_AT_TAIL_EVERY` positions). Closer to the
+    /// writers, the prefetch would take lines they are about to write: with one writer the
+    /// ideal queue of tasks fell from about 40 to 30 M ops/s when it read ahead of any
+    /// claimed position. Only for 64-byte slots.
+    #[inline]
+    fn read_ahead(&self, position: usize, claimed: &mut usize) {
+        if std::mem::size_of::<S>() < 64 {
+            // Eight words to a line: the next slots are in the line just read.
+            return;
+        }
+        let ahead = position + AHEAD;
+        if ahead >= *claimed && position % LOOK_AT_TAIL_EVERY == 0 {
+            *claimed = self.tail.load(Ordering::Relaxed);
+        }
+        if ahead + LOOK_AT_TAIL_EVERY < *claimed {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch hint touches no memory architecturally and cannot fault; the
+            // address is in bounds anyway (`ahead` was claimed, so it is a slot).
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                _mm_prefetch::<_MM_HINT_T0>((&self.slots[ahead] as *const S).cast::<i8>());
             }
         }
     }
@@ -256,7 +300,9 @@ pub(crate) fn throughput<S: Slot>(writers: usize, ops: u64) -> Result<Duration, 
     let queue = Queue::<S>::new(len);
     let consume = || {
         let mut state = State::new();
+        let mut claimed = 0;
         for position in 0..len {
+            queue.read_ahead(position, &mut claimed);
             state.apply(queue.take(position)?);
         }
         Some(state)
@@ -275,7 +321,13 @@ pub(crate) fn throughput_tasks(writers: usize, ops: u64) -> Result<Duration, Str
     let queue = Queue::with_slots(len, TaskLine::empty);
     let owned = SeqOwned::new(State::new());
     let state = owned.handle();
-    let consume = || (0..len).try_for_each(|position| queue.run_task(position));
+    let consume = || {
+        let mut claimed = 0;
+        (0..len).try_for_each(|position| {
+            queue.read_ahead(position, &mut claimed);
+            queue.run_task(position)
+        })
+    };
     let post = |k: u64| {
         queue.push_task(move || {
             // SAFETY: only the consumer thread runs these tasks, one at a time; `owned` is
