@@ -23,8 +23,13 @@ use crate::{
 };
 
 /// How many tasks of one sequence a worker runs before it checks whether other sources wait.
+/// Each batch ends with bookkeeping (the queue position written back, two statistics
+/// counters, the next batch's clock read and look at the tail), several hundred nanoseconds
+/// that 64 small tasks of about 35 ns each felt: 256 measured about 1.15x at 1 and 4 posting
+/// threads (docs/PERFORMANCE.md, step 24). Sources that wait still get their turn after 1 ms
+/// (`BATCH_TIME`) whatever the count; 256 tasks of that size take about 10 µs.
 #[cfg(not(loom))]
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 #[cfg(loom)]
 const BATCH: usize = 2;
 
