@@ -30,7 +30,8 @@
 //!
 //! Push: load `tail` then `tail_block`. If the tail sits on a marker, wait. If the queue has no
 //! block yet, install the first one (CAS on `tail_block` from null; the winner also publishes
-//! it as `head_block`). CAS `tail` from `p` to `p + 1`; on success the slot at `p` is ours (a
+//! it as `head_block`; a loser reads the tail and then its block again, never a block older
+//! than the tail). CAS `tail` from `p` to `p + 1`; on success the slot at `p` is ours (a
 //! producer that loses backs off before it retries, and yields its core after repeated losses).
 //! The producer that claims the last slot of a block installs the next one *before* writing its
 //! slot: `tail_block = next`, `tail += 1` (skipping the marker), `block.next = next`. Then it
@@ -319,6 +320,8 @@ impl TaskQueue {
             }
             if block.is_null() {
                 let first = self.take_block(cache);
+                #[cfg(all(test, not(loom)))]
+                tests::first_install_hook(tests::Hook::BeforeInstall);
                 match self.tail_block.compare_exchange(
                     ptr::null_mut(),
                     first,
@@ -329,10 +332,17 @@ impl TaskQueue {
                         self.head_block.store(first, Ordering::Release);
                         block = first;
                     }
-                    Err(current) => {
+                    Err(_) => {
                         self.put_block(first, Some(cache));
-                        block = current;
+                        #[cfg(all(test, not(loom)))]
+                        tests::first_install_hook(tests::Hook::AfterLostInstall);
+                        // Tail first, then its block, as everywhere else: a block loaded before
+                        // the tail may be a lap behind it (other producers may fill the first
+                        // block and install the next meanwhile), and a claim would then succeed
+                        // on a position of the new lap and write into the old block, over a
+                        // task not yet run, while the new lap's slot stays empty for ever.
                         tail = self.tail.load(Ordering::Acquire);
+                        block = self.tail_block.load(Ordering::Acquire);
                         continue;
                     }
                 }
@@ -391,6 +401,10 @@ impl TaskQueue {
             self.put_block(next_block, Some(cache));
         }
         let slot = &block.slots[offset];
+        debug_assert!(
+            slot.vtable.load(Ordering::Relaxed).is_null(),
+            "a producer claimed a slot that still holds a task (position {tail})"
+        );
         if let Some(ahead) = block.slots.get(offset + PREFETCH_AHEAD) {
             // The post a few places on finds its slot's line here, writable, instead of
             // fetching it from the core that consumed it last while its `lock xadd` on the
@@ -524,7 +538,7 @@ impl TaskQueue {
         // SAFETY: as in `head_slot`; the block is recycled only below, after this read.
         let block_ref = unsafe { &*block };
         let next = block_ref.next.load(Ordering::Acquire);
-        debug_assert!(!next.is_null());
+        debug_assert!(!next.is_null() && next != block, "next block {next:p} after {block:p}");
         block_ref.next.store(ptr::null_mut(), Ordering::Relaxed);
         cursor.block = next;
         cursor.head += 2;
@@ -816,6 +830,80 @@ mod tests {
             assert!(queue.is_empty());
         }
         assert_eq!(next, [EACH; PRODUCERS]);
+    }
+
+    /// Points in `push_from`'s install of a queue's first block where a test may run code.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Hook {
+        /// After taking the block, before trying to install it.
+        BeforeInstall,
+        /// After another producer's install won, before the tail is read again.
+        AfterLostInstall,
+    }
+
+    /// Code to run once at a `Hook`.
+    type HookFn = Box<dyn FnOnce()>;
+
+    std::thread_local! {
+        /// Code to run once at a `Hook` in this thread's pushes.
+        static FIRST_INSTALL_HOOKS: std::cell::RefCell<Vec<(Hook, HookFn)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn first_install_hook(at: Hook) {
+        let hook = FIRST_INSTALL_HOOKS.with(|hooks| {
+            let mut hooks = hooks.borrow_mut();
+            let index = hooks.iter().position(|(point, _)| *point == at)?;
+            Some(hooks.remove(index).1)
+        });
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
+    /// A producer loses the first block's install, and meanwhile another fills that block and
+    /// installs the next. Its claim lands in the new lap and must be written into the new
+    /// block: it used to keep the block it had seen when the install failed, and wrote over the
+    /// first queued task while the new lap's first slot stayed empty, so the consumer stopped
+    /// there for ever (the throughput probe lost 992 tasks in one run and hung in another).
+    #[test]
+    fn a_producer_that_lost_the_first_install_writes_into_the_current_block() {
+        let queue = Arc::new(TaskQueue::new());
+        let cache = Arc::new(BlockCache::new());
+        let (tx, rx) = mpsc::channel();
+        // Another producer pushes `range` from its own thread, to completion.
+        let other = |range: std::ops::Range<usize>| {
+            let (queue, cache, tx) = (queue.clone(), cache.clone(), tx.clone());
+            move || {
+                std::thread::spawn(move || {
+                    for i in range {
+                        let tx = tx.clone();
+                        queue.push(Task::new(move || tx.send((1, i)).unwrap()), &cache);
+                    }
+                })
+                .join()
+                .unwrap();
+            }
+        };
+        // It installs the first block before this thread can, and once this thread has lost
+        // that race, fills the block and installs the next.
+        FIRST_INSTALL_HOOKS.with(|hooks| {
+            let mut hooks = hooks.borrow_mut();
+            hooks.push((Hook::BeforeInstall, Box::new(other(0..1))));
+            hooks.push((Hook::AfterLostInstall, Box::new(other(1..BLOCK_CAP))));
+        });
+        queue.push(Task::new(move || tx.send((0, 0)).unwrap()), &cache);
+        let mut seen = Vec::new();
+        let mut cursor = queue.cursor();
+        while let Some(task) = queue.pop(&mut cursor, &cache) {
+            task.run();
+            seen.push(rx.try_recv().unwrap());
+        }
+        queue.store_cursor(&cursor);
+        let mut expected: Vec<_> = (0..BLOCK_CAP).map(|i| (1, i)).collect();
+        expected.push((0, 0));
+        assert_eq!(seen, expected);
+        assert!(queue.is_empty());
     }
 
     #[test]
