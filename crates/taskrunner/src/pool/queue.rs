@@ -300,8 +300,7 @@ impl TaskQueue {
     /// The task is moved out: the caller neither uses nor drops it afterwards.
     pub(crate) unsafe fn push_from(&self, task: &ManuallyDrop<Task>, cache: &BlockCache) -> bool {
         let backoff = Backoff::new();
-        let mut tail = self.tail.load(Ordering::Acquire);
-        let mut block = self.tail_block.load(Ordering::Acquire);
+        let (mut tail, mut block) = self.tail_and_block();
         let mut next_block: *mut Block = ptr::null_mut();
         loop {
             let offset = tail % LAP;
@@ -336,13 +335,9 @@ impl TaskQueue {
                         self.put_block(first, Some(cache));
                         #[cfg(all(test, not(loom)))]
                         tests::first_install_hook(tests::Hook::AfterLostInstall);
-                        // Tail first, then its block, as everywhere else: a block loaded before
-                        // the tail may be a lap behind it (other producers may fill the first
-                        // block and install the next meanwhile), and a claim would then succeed
-                        // on a position of the new lap and write into the old block, over a
-                        // task not yet run, while the new lap's slot stays empty for ever.
-                        tail = self.tail.load(Ordering::Acquire);
-                        block = self.tail_block.load(Ordering::Acquire);
+                        // Not the block the failed CAS saw: other producers may have filled
+                        // it and installed the next since (see `tail_and_block`).
+                        (tail, block) = self.tail_and_block();
                         continue;
                     }
                 }
@@ -371,6 +366,17 @@ impl TaskQueue {
                 }
             }
         }
+    }
+
+    /// The tail and the block of its lap, read in that order. A block read before the tail may
+    /// be a lap behind it (producers may fill that block and install the next in between), and
+    /// a claim would then succeed on a position of the new lap and write into the old block,
+    /// over a task not yet run, while the new lap's slot stayed empty for ever. Read after the
+    /// tail, the block is the tail's or a later one, and then the claim fails and is retried.
+    #[inline]
+    fn tail_and_block(&self) -> (usize, *mut Block) {
+        let tail = self.tail.load(Ordering::Acquire);
+        (tail, self.tail_block.load(Ordering::Acquire))
     }
 
     /// Second half of `push_from`, once position `tail` (at `offset` in `block`) is ours.
@@ -498,10 +504,12 @@ impl TaskQueue {
             // `sequence.rs`), so the task is picked up then.
             return None;
         }
-        let ahead = head + CONSUMER_AHEAD;
-        if ahead % LAP < BLOCK_CAP && ahead / LAP == head / LAP && ahead < cursor.claimed {
-            // SAFETY: `ahead` is in the head block's lap, which stays live (as in `head_slot`).
-            crate::sync::prefetch_for_read(unsafe { &(*cursor.block).slots[ahead % LAP] });
+        if head + CONSUMER_AHEAD < cursor.claimed {
+            // SAFETY: the head block stays live until the consumer recycles it (as in
+            // `head_slot`); `get` keeps the prefetch within it.
+            if let Some(ahead) = unsafe { (*cursor.block).slots.get(head % LAP + CONSUMER_AHEAD) } {
+                crate::sync::prefetch_for_read(ahead);
+            }
         }
         // Frees the slot and moves the cursor once `f` is done with the task.
         let _done = Popped { queue: self, cursor, cache, slot, head };
