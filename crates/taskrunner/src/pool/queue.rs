@@ -109,12 +109,28 @@ const _: () = {
     assert!(align_of::<Slot>() >= align_of::<Task>());
 };
 
-/// Slots first (so each is line-aligned), the link last.
+/// Slots first (so each is line-aligned), the link last: 32 lines, 2 KiB, allocated on a
+/// 2 KiB boundary so that no block straddles a 4 KiB page. The consumer reads a block's slots
+/// in order and the producers write them in order, and the processors' stream prefetchers,
+/// which follow such runs of lines, stop at a page boundary: a block that crossed one (half
+/// of them, at the allocator's 64-byte alignment) made two short runs, each fetched line by
+/// line from the other core until the prefetcher caught on again (docs/PERFORMANCE.md, step
+/// 25). With the `tracing` or `metrics` feature a task takes two lines, a block 4 KiB, and
+/// the block is aligned on its page.
 #[repr(C)]
+#[cfg_attr(all(not(loom), not(any(feature = "tracing", feature = "metrics"))), repr(align(2048)))]
+#[cfg_attr(all(not(loom), any(feature = "tracing", feature = "metrics")), repr(align(4096)))]
 struct Block {
     slots: [Slot; BLOCK_CAP],
     next: AtomicPtr<Block>,
 }
+
+// A block is exactly its alignment, at most a page: it lies within one page.
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{align_of, size_of};
+    assert!(size_of::<Block>() == align_of::<Block>() && size_of::<Block>() <= 4096);
+};
 
 impl Block {
     fn new() -> Box<Block> {
@@ -643,6 +659,17 @@ mod tests {
         assert_eq!(std::mem::size_of::<Slot>(), 64);
         assert_eq!(std::mem::align_of::<Slot>(), 64);
         assert_eq!(std::mem::size_of::<Block>(), (BLOCK_CAP + 1) * 64);
+    }
+
+    #[test]
+    fn every_block_lies_within_one_page() {
+        // Held at once, so that the allocator cannot hand back the same place each time.
+        let blocks: Vec<Box<Block>> = (0..64).map(|_| Block::new()).collect();
+        for block in &blocks {
+            let first = &**block as *const Block as usize;
+            let last = first + std::mem::size_of::<Block>() - 1;
+            assert_eq!(first / 4096, last / 4096, "block at {first:#x} straddles a page");
+        }
     }
 
     #[test]
