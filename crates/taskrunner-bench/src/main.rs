@@ -8,8 +8,9 @@
 //! shared machine spreads over all of them. `--help` lists the flags.
 //!
 //! Layout: `args` (flags), `workload` (the state and the operation), `variants` (throughput
-//! runs), `ideal` (the ideal FIFO hand-off, a bound on any sequence), `latency`, `memory` (with
-//! the counting allocator), `pingpong`, `report` (markdown) and `svg` (the plot).
+//! runs), `ideal` (the ideal FIFO hand-off, a bound on any sequence), `round_trip` (what a
+//! cache line costs between two cores at the moment), `latency`, `memory` (with the counting
+//! allocator), `pingpong`, `report` (markdown) and `svg` (the plot).
 
 mod args;
 mod games;
@@ -18,6 +19,7 @@ mod latency;
 mod memory;
 mod pingpong;
 mod report;
+mod round_trip;
 mod seq_state;
 mod svg;
 mod variants;
@@ -53,11 +55,18 @@ fn main() -> ExitCode {
     };
 
     let machine = machine();
+    let trip_before = round_trip::line_round_trip_ns(ROUND_TRIP_LIMIT);
     let started = Instant::now();
     let mut progress = Progress::new(&config, started);
     let results = run(&config, &mut progress);
     progress.finish();
     let wall = started.elapsed();
+    let trip_after = round_trip::line_round_trip_ns(ROUND_TRIP_LIMIT);
+    let machine = format!(
+        "{machine}; one cache line's round trip between two threads at start / end {} / {} ns",
+        round_trip::describe(trip_before),
+        round_trip::describe(trip_after)
+    );
 
     let text = report::render(&config, &results, &command, &machine, wall);
     println!("{text}");
@@ -194,6 +203,9 @@ fn default_out_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     target.join("taskrunner-bench")
 }
+
+/// The most time each cache-line round-trip measurement takes (`round_trip`).
+const ROUND_TRIP_LIMIT: Duration = Duration::from_millis(50);
 
 /// A short description of the machine: logical CPUs, CPU model, memory, and the load
 /// average (other work on a shared machine is the main source of noise).
