@@ -5,16 +5,16 @@
 //! The value sits in a slot shared by the handles and the tasks they post (an `Arc`), and every
 //! access happens inside a task of the bound sequence. The sequence runs its tasks one at a time,
 //! each seeing the effects of the ones before, so accesses never overlap. Safe Rust cannot see
-//! that guarantee, so the slot is a `std::sync::Mutex<Option<T>>` (which needs only `T: Send`
-//! to be `Sync`, exactly the bound we want) that is only ever locked from the sequence: it is
-//! taken with `try_lock`, never waited on, and a failure to take it would mean a runner broke
-//! the [`SequencedRunner`] contract (it panics with that message; it cannot happen with the
-//! crate's runners). An uncontended lock is one atomic swap in and one out, a few nanoseconds
-//! next to the post itself; an `UnsafeCell` would save that at the price of an `unsafe` block
-//! whose proof rests on every runner's exclusion, and a build without the lock measured no
-//! clear gain (docs/PERFORMANCE.md, lever 5). (The
-//! slot uses `std` types directly rather than the `sync` facade: it is not a protocol of its
-//! own, only a container whose exclusion the sequence provides, which the loom models check.)
+//! that guarantee, so the slot is an `Exclusive<Option<T>>` (`sync.rs`: a try-lock, which like
+//! a `Mutex` needs only `T: Send` to be `Sync`, exactly the bound we want) that is only ever
+//! taken from the sequence: with one compare-and-swap, never waited on, and given back with a
+//! plain store. A failure to take it would mean a runner broke the [`SequencedRunner`] contract
+//! (it panics with that message; it cannot happen with the crate's runners). It was a
+//! `std::sync::Mutex`, whose unlock is a second read-modify-write; the try-lock made a bound's
+//! posts about 5-10 % faster (docs/PERFORMANCE.md, step 26). An `UnsafeCell` alone would save
+//! the rest at the price of an `unsafe` block whose proof rests on every runner's exclusion,
+//! and a task handed back by a rejected post may run on any runner. The loom models check the
+//! try-lock through the `sync` facade.
 //!
 //! # Posts without a reference count
 //!
@@ -51,7 +51,9 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::Location;
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::Arc;
+
+use crate::sync::{Exclusive, ExclusiveGuard};
 
 use crossbeam_utils::CachePadded;
 
@@ -178,10 +180,10 @@ pub struct SequenceBound<T: Send + 'static> {
 ///
 /// Padded to its own cache lines: every `post` clones the `Arc` on the posting thread and every
 /// task drops it on the worker, so the reference counts cross between cores once per task;
-/// unpadded, the mutex word the worker locks and unlocks per task shared their line and
-/// crossed with them. Padded, the mutex stays in the worker's cache. Measured in
+/// unpadded, the flag the worker takes and gives back per task shared their line and
+/// crossed with them. Padded, the flag stays in the worker's cache. Measured in
 /// docs/PERFORMANCE.md (step 11); the cost is about 200 bytes more per `SequenceBound`.
-type Slot<T> = Arc<CachePadded<Mutex<Option<T>>>>;
+type Slot<T> = Arc<CachePadded<Exclusive<Option<T>>>>;
 
 struct Inner<T: Send + 'static> {
     runner: Runner,
@@ -202,11 +204,11 @@ impl<T: Send + 'static> SequenceBound<T> {
         F: FnOnce() -> T + Send + 'static,
     {
         let created_at = Location::caller();
-        let slot: Slot<T> = Arc::new(CachePadded::new(Mutex::new(None)));
+        let slot: Slot<T> = Arc::new(CachePadded::new(Exclusive::new(None)));
         let target = slot.clone();
         let construct = move || {
             let value = ctor();
-            *access(&target) = Some(value);
+            access(&target).with(|slot| *slot = Some(value));
         };
         // A rejected constructor is dropped here, unrun; later posts are rejected the same way.
         let _ = runner.post_task(Task::with_location(construct, created_at));
@@ -301,7 +303,8 @@ impl<T: Send + 'static> fmt::Debug for SequenceBound<T> {
 impl<T: Send + 'static> Drop for Inner<T> {
     fn drop(&mut self) {
         let slot = self.slot.clone();
-        let drop_value = Task::with_location(move || drop(access(&slot).take()), self.created_at);
+        let drop_value =
+            Task::with_location(move || drop(access(&slot).with(Option::take)), self.created_at);
         let Runner::Sequence(sequence) = &self.runner else {
             // If the sequence has shut down, the value goes with the last holder of the slot
             // (see the type's docs); the rejected task is dropped right here.
@@ -336,13 +339,13 @@ impl Runner {
 /// A `post` to the crate's own sequenced runner: the closure and the address of the slot,
 /// without a reference count (see the module docs for why the slot outlives it).
 struct BoundPost<T, F> {
-    slot: *const CachePadded<Mutex<Option<T>>>,
+    slot: *const CachePadded<Exclusive<Option<T>>>,
     f: F,
 }
 
-// SAFETY: the slot is a `Mutex<Option<T>>`, which is `Sync` for `T: Send`, so reaching it from
-// the worker's thread through the address is what sending a clone of the `Arc` would allow;
-// `F` is `Send`.
+// SAFETY: the slot is an `Exclusive<Option<T>>`, which is `Sync` for `T: Send`, so reaching
+// it from the worker's thread through the address is what sending a clone of the `Arc` would
+// allow; `F` is `Send`.
 #[allow(unsafe_code)]
 unsafe impl<T: Send, F: Send> Send for BoundPost<T, F> {}
 
@@ -358,26 +361,20 @@ impl<T: Send + 'static, F: FnOnce(&mut T) + Send + 'static> Job for BoundPost<T,
 }
 
 /// Runs `f` with the value, on the sequence.
-fn with_value<T, U>(slot: &Mutex<Option<T>>, f: impl FnOnce(&mut T) -> U) -> U {
-    let mut guard = access(slot);
-    match guard.as_mut() {
+fn with_value<T, U>(slot: &Exclusive<Option<T>>, f: impl FnOnce(&mut T) -> U) -> U {
+    access(slot).with(|value| match value.as_mut() {
         Some(value) => f(value),
         None => panic!(
             "SequenceBound<{}>: no value, its constructor panicked (or, for a task handed back \
              by a rejected post, the value was dropped with the last handle)",
             std::any::type_name::<T>()
         ),
-    }
+    })
 }
 
 /// Takes the slot. Only tasks of the bound sequence call this, so it is never contended.
-fn access<T>(slot: &Mutex<Option<T>>) -> std::sync::MutexGuard<'_, Option<T>> {
-    match slot.try_lock() {
-        Ok(guard) => guard,
-        // A closure panicked while using the value: the value stays as it left it.
-        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-        Err(TryLockError::WouldBlock) => {
-            panic!("SequenceBound accessed from two tasks at once: the runner is not sequenced")
-        }
-    }
+fn access<T>(slot: &Exclusive<Option<T>>) -> ExclusiveGuard<'_, Option<T>> {
+    slot.try_take().unwrap_or_else(|| {
+        panic!("SequenceBound accessed from two tasks at once: the runner is not sequenced")
+    })
 }

@@ -262,6 +262,77 @@ impl<T> UnsafeCell<T> {
     }
 }
 
+/// A value that one thread at a time may use, taken without waiting: a try-lock whose
+/// `try_take` is one compare-and-swap and whose release is a plain store.
+///
+/// For a value whose exclusion something else already guarantees (a `SequenceBound`'s value,
+/// reached only from the tasks of one sequence), so a failed `try_take` means that guarantee
+/// broke. `std::sync::Mutex` did the job with a compare-and-swap to lock and a swap to unlock
+/// (it must look for sleepers): with two read-modify-writes per task, `SequenceBound`'s posts
+/// ran 5-10 % slower than with this (docs/PERFORMANCE.md, step 26). The loom models check it
+/// through this facade's atomics and cell.
+pub(crate) struct Exclusive<T> {
+    taken: atomic::AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through an `ExclusiveGuard`, of which at most one exists at
+// a time (`try_take`), and each guard's accesses happen-before the next guard's (its drop
+// releases what the next `try_take` acquires). Sharing an `Exclusive` therefore moves the value
+// from thread to thread, as a `Mutex` does, which needs `T: Send`.
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Sync for Exclusive<T> {}
+
+impl<T> Exclusive<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Exclusive { taken: atomic::AtomicBool::new(false), value: UnsafeCell::new(value) }
+    }
+
+    /// The value, unless someone holds it.
+    #[inline]
+    pub(crate) fn try_take(&self) -> Option<ExclusiveGuard<'_, T>> {
+        // A compare-and-swap rather than a swap: one that fails writes nothing, so a task that
+        // finds the value taken (a broken runner) does not take the holder's line away. (It
+        // also keeps the loom model clear of loom 0.7's misordering of a store after a swap
+        // that read the value before it, tokio-rs/loom#254.)
+        self.taken
+            .compare_exchange(false, true, atomic::Ordering::Acquire, atomic::Ordering::Relaxed)
+            .ok()
+            .map(|_| ExclusiveGuard { cell: self })
+    }
+}
+
+impl<T> std::fmt::Debug for Exclusive<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exclusive").finish_non_exhaustive()
+    }
+}
+
+/// The one holder of an [`Exclusive`]'s value; gives it back when dropped (also when a
+/// closure given to `with` unwinds).
+pub(crate) struct ExclusiveGuard<'a, T> {
+    cell: &'a Exclusive<T>,
+}
+
+impl<T> ExclusiveGuard<'_, T> {
+    /// Runs `f` with the value.
+    #[inline]
+    pub(crate) fn with<U>(&mut self, f: impl FnOnce(&mut T) -> U) -> U {
+        // SAFETY: this guard is the only one in existence (`try_take`), and every access made
+        // under an earlier guard happens-before this one (see the `Sync` impl); the reference
+        // does not outlive the call.
+        #[allow(unsafe_code)]
+        self.cell.value.with_mut(|value| f(unsafe { &mut *value }))
+    }
+}
+
+impl<T> Drop for ExclusiveGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.cell.taken.store(false, atomic::Ordering::Release);
+    }
+}
+
 /// Exponential backoff for spin-waits. Under loom every step yields to the model scheduler.
 #[cfg(not(loom))]
 pub(crate) use crossbeam_utils::Backoff;
@@ -299,5 +370,61 @@ mod tests {
         super::prefetch_for_read(std::ptr::null::<u64>());
         super::prefetch_for_read(usize::MAX as *const u64);
         assert_eq!(line, [7; 8]);
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn an_exclusive_value_has_one_holder_at_a_time() {
+        let cell = super::Exclusive::new(1);
+        let mut first = cell.try_take().expect("free");
+        assert!(cell.try_take().is_none(), "taken twice");
+        first.with(|v| *v += 1);
+        drop(first);
+        assert_eq!(cell.try_take().expect("given back").with(|v| *v), 2);
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn an_exclusive_value_is_given_back_when_its_user_panics() {
+        let cell = super::Exclusive::new(0);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cell.try_take().expect("free").with(|v| {
+                *v = 5;
+                panic!("in the closure");
+            })
+        }));
+        assert!(result.is_err());
+        assert_eq!(cell.try_take().expect("given back after the panic").with(|v| *v), 5);
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn an_exclusive_value_passes_between_threads_with_every_write() {
+        // Each thread adds one, read and written back as two steps, whenever it holds the value:
+        // an update lost to a second holder, or to a holder that missed the last write, would
+        // leave the sum short.
+        let cell = std::sync::Arc::new(super::Exclusive::new(0u64));
+        let (threads, adds) = (4, 20_000);
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let cell = cell.clone();
+                std::thread::spawn(move || {
+                    let mut done = 0;
+                    while done < adds {
+                        if let Some(mut guard) = cell.try_take() {
+                            guard.with(|v| {
+                                let read = std::hint::black_box(*v);
+                                *v = read + 1;
+                            });
+                            done += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(cell.try_take().unwrap().with(|v| *v), threads * adds);
     }
 }

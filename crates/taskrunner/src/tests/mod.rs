@@ -2,6 +2,7 @@
 //! `RUSTFLAGS="--cfg loom" cargo test -p taskrunner --lib --release`.
 
 mod loom_event_bus;
+mod loom_exclusive;
 mod loom_handle;
 mod loom_parallel;
 mod loom_queue;
