@@ -13,15 +13,17 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-/// Round trips measured (fewer if `limit` runs out first).
-const ROUND_TRIPS: u64 = 20_000;
+/// Round trips per batch, and batches per measurement (fewer if the limit runs out first).
+const ROUND_TRIPS: u64 = 2_000;
+const BATCHES: usize = 9;
 
 /// The line's value that tells the other thread to stop.
 const STOP: u64 = u64::MAX;
 
-/// Nanoseconds per round trip of one cache line between two threads, over up to
-/// `ROUND_TRIPS` round trips or `limit`, whichever comes first; `None` with fewer than two
-/// CPUs, where each hand-off would wait for a context switch.
+/// Nanoseconds per round trip of one cache line between two threads: the median over up to
+/// `BATCHES` batches of `ROUND_TRIPS` (a batch in which either thread was descheduled comes out
+/// long, and the median leaves it out), measured for at most about `limit`. `None` with fewer
+/// than two CPUs, where each hand-off would wait for a context switch.
 pub(crate) fn line_round_trip_ns(limit: Duration) -> Option<f64> {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         return None;
@@ -41,20 +43,22 @@ pub(crate) fn line_round_trip_ns(limit: Duration) -> Option<f64> {
             std::hint::spin_loop();
         });
         let start = Instant::now();
-        let mut done = 0;
-        while done < ROUND_TRIPS {
-            line.store(2 * done + 1, Ordering::Release);
-            while line.load(Ordering::Acquire) != 2 * done + 2 {
-                std::hint::spin_loop();
+        let mut sent = 0;
+        let mut batches = Vec::with_capacity(BATCHES);
+        while batches.len() < BATCHES && (batches.is_empty() || start.elapsed() < limit) {
+            let batch = Instant::now();
+            for _ in 0..ROUND_TRIPS {
+                line.store(2 * sent + 1, Ordering::Release);
+                while line.load(Ordering::Acquire) != 2 * sent + 2 {
+                    std::hint::spin_loop();
+                }
+                sent += 1;
             }
-            done += 1;
-            if done % 64 == 0 && start.elapsed() > limit {
-                break;
-            }
+            batches.push(batch.elapsed().as_nanos() as f64 / ROUND_TRIPS as f64);
         }
-        let elapsed = start.elapsed();
         line.store(STOP, Ordering::Release);
-        Some(elapsed.as_nanos() as f64 / done as f64)
+        batches.sort_by(f64::total_cmp);
+        Some(batches[batches.len() / 2])
     })
 }
 
@@ -71,8 +75,8 @@ mod tests {
     fn a_round_trip_is_measured_and_stops_at_its_limit() {
         let started = Instant::now();
         let ns = line_round_trip_ns(Duration::from_millis(1));
-        // 64 round trips at most past the limit: well below the bound even when the two
-        // threads share one CPU of a busy test machine.
+        // One batch of 2,000 round trips at most past the limit: well below the bound even
+        // when the two threads share one CPU of a busy test machine.
         assert!(started.elapsed() < Duration::from_secs(30));
         if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
             let ns = ns.expect("two CPUs: a figure");
