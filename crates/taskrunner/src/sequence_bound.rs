@@ -372,7 +372,9 @@ fn with_value<T, U>(slot: &Exclusive<Option<T>>, f: impl FnOnce(&mut T) -> U) ->
     })
 }
 
-/// Takes the slot. Only tasks of the bound sequence call this, so it is never contended.
+/// Takes the slot. Only tasks of the bound sequence call this, so it is never contended. A
+/// closure that panicked while it used the value gave it back as it left it (the guard's drop
+/// runs during the unwind).
 fn access<T>(slot: &Exclusive<Option<T>>) -> ExclusiveGuard<'_, Option<T>> {
     slot.try_take().unwrap_or_else(|| {
         panic!("SequenceBound accessed from two tasks at once: the runner is not sequenced")
