@@ -130,10 +130,11 @@ const MIN_BYTES: usize = 33 << 20;
 /// How far ahead the consumer reads (`Queue::read_ahead`).
 const AHEAD: usize = 4;
 
-/// How often, in positions, the consumer may read the tail that the writers keep changing:
-/// as often as a sequence's worker begins a batch (`BATCH` in `taskrunner`'s worker). Read
-/// at every position once the consumer has caught up, that line went back and forth with the
-/// one writer's claims and the 1-writer rates fell from about 56 to 12 M ops/s.
+/// How often, in positions, the consumer may read the tail that the writers keep changing. A
+/// sequence's worker reads it once per batch (`BATCH` in `taskrunner`'s worker, 256 tasks at
+/// most), so this reads it at least as often. Read at every position once the consumer has
+/// caught up, that line went back and forth with the one writer's claims and the 1-writer
+/// rates fell from about 56 to 12 M ops/s.
 const LOOK_AT_TAIL_EVERY: usize = 64;
 
 impl<S> Queue<S> {

@@ -302,12 +302,6 @@ impl<T> Exclusive<T> {
     }
 }
 
-impl<T> std::fmt::Debug for Exclusive<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exclusive").finish_non_exhaustive()
-    }
-}
-
 /// The one holder of an [`Exclusive`]'s value; gives it back when dropped (also when a
 /// closure given to `with` unwinds).
 pub(crate) struct ExclusiveGuard<'a, T> {
