@@ -34,6 +34,9 @@ impl SequenceToken {
 struct Context {
     token: Option<SequenceToken>,
     runner: RunnerHandle,
+    /// A second counted handle to `runner`, carried back by a reply (see `reply.rs`), for the
+    /// next `post_and_reply` to take instead of cloning `runner`.
+    spare: Option<RunnerHandle>,
 }
 
 thread_local! {
@@ -42,7 +45,7 @@ thread_local! {
 
 /// Sets the current context until the guard is dropped.
 pub(crate) fn enter(runner: RunnerHandle, token: Option<SequenceToken>) -> ContextGuard {
-    let previous = CURRENT.with(|c| c.borrow_mut().replace(Context { token, runner }));
+    let previous = CURRENT.with(|c| c.borrow_mut().replace(Context { token, runner, spare: None }));
     ContextGuard { previous }
 }
 
@@ -75,4 +78,32 @@ impl Drop for ContextGuard {
 /// ```
 pub fn current_runner() -> Option<RunnerHandle> {
     CURRENT.with(|c| c.borrow().as_ref().map(|ctx| ctx.runner.clone()))
+}
+
+/// [`current_runner`] for `post_and_reply`: the spare handle a reply brought back, if there
+/// is one, else a clone.
+pub(crate) fn reply_runner() -> Option<RunnerHandle> {
+    CURRENT.with(|c| {
+        c.borrow_mut().as_mut().map(|ctx| ctx.spare.take().unwrap_or_else(|| ctx.runner.clone()))
+    })
+}
+
+/// Keeps `handle`, a handle carried back by a reply, as the current context's spare if it is
+/// a handle to the current runner and there is no spare yet; drops it otherwise.
+pub(crate) fn keep_spare(handle: RunnerHandle) {
+    let unkept = CURRENT.with(|c| match c.borrow_mut().as_mut() {
+        Some(ctx) if ctx.spare.is_none() && ctx.runner.is_same_runner(&handle) => {
+            ctx.spare = Some(handle);
+            None
+        }
+        _ => Some(handle),
+    });
+    // Dropped outside the borrow: it may release the last handle to a runner.
+    drop(unkept);
+}
+
+/// Whether the current context holds a spare handle.
+#[cfg(test)]
+pub(crate) fn has_spare() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|ctx| ctx.spare.is_some()))
 }

@@ -187,6 +187,11 @@ impl ParallelTaskRunner {
         }
     }
 
+    /// Whether both handles lead to the same runner.
+    pub(crate) fn is_same_runner(&self, other: &ParallelTaskRunner) -> bool {
+        Arc::ptr_eq(&self.parallel, &other.parallel)
+    }
+
     /// Whether the calling code is one of this runner's tasks.
     fn is_current(&self) -> bool {
         current::current_runner()

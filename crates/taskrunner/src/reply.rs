@@ -29,11 +29,88 @@
 //! - **Rejections.** If the target rejects the task, the error hands it back; running that task
 //!   anywhere still replies on the reply runner chosen at the call. For `NoCurrentRunner` the
 //!   handed-back task runs the task and then the reply, one after the other, wherever it is run.
+//! - **Handles carried back.** The task carries a counted handle to the reply runner and
+//!   drops it where the task ran, once the reply is posted. For `post_and_reply` the handle is
+//!   made on the reply runner's own thread, so that alone would update its reference count on
+//!   both sides of every round; the count shares a cache line with what posts to the runner
+//!   write, and that line would cross between the cores twice more per round trip. So the
+//!   reply also carries a handle to its runner, made on the target's side just after the post
+//!   that wrote the line. The reply runner keeps it (one at most, until its context ends: a
+//!   worker's batch) and the next `post_and_reply` made there takes it instead of making one.
+//!   A reply carries it only if it still fits the task's inline storage: a reply and result of
+//!   up to 32 bytes between them (docs/PERFORMANCE.md, step 27).
 
 use std::panic::Location;
 
-use crate::closure::{Job, PostedFrom};
-use crate::{PostError, Task, TaskRunner};
+use crate::closure::{fits, Job, PostedFrom};
+use crate::{PostError, RunnerHandle, Task, TaskRunner};
+
+/// Where a reply goes.
+pub(crate) trait ReplyRunner: Send + 'static {
+    /// Posts `task` there. A runner that has shut down rejects it; it is dropped here (see
+    /// the module docs).
+    fn post(&self, task: Task);
+
+    /// The task that runs `reply(value)` there.
+    fn reply_task<T, R>(&self, reply: R, value: T, posted_from: PostedFrom) -> Task
+    where
+        T: Send + 'static,
+        R: FnOnce(T) + Send + 'static,
+    {
+        Task::with_location(move || reply(value), posted_from)
+    }
+}
+
+/// The reply runner named in `post_and_reply_to`: any runner.
+pub(crate) struct Named<P>(pub(crate) P);
+
+impl<P: TaskRunner + 'static> ReplyRunner for Named<P> {
+    fn post(&self, task: Task) {
+        let _ = self.0.post_task(task);
+    }
+}
+
+/// The reply runner of `post_and_reply`: the runner whose task made the call. Its reply
+/// carries a handle back (see "Handles carried back" in the module docs).
+pub(crate) struct Home(pub(crate) RunnerHandle);
+
+impl ReplyRunner for Home {
+    fn post(&self, task: Task) {
+        let _ = self.0.post_task(task);
+    }
+
+    fn reply_task<T, R>(&self, reply: R, value: T, posted_from: PostedFrom) -> Task
+    where
+        T: Send + 'static,
+        R: FnOnce(T) + Send + 'static,
+    {
+        if fits::<ReplyWithHandle<R, T>>() {
+            let job = ReplyWithHandle { reply, value, handle: self.0.clone() };
+            Task::from_job(job, posted_from)
+        } else {
+            Task::with_location(move || reply(value), posted_from)
+        }
+    }
+}
+
+/// A reply to `post_and_reply`, with a handle to the runner it runs on.
+struct ReplyWithHandle<R, T> {
+    reply: R,
+    value: T,
+    handle: RunnerHandle,
+}
+
+impl<R, T> Job for ReplyWithHandle<R, T>
+where
+    T: Send + 'static,
+    R: FnOnce(T) + Send + 'static,
+{
+    fn run(self, _posted_from: PostedFrom) {
+        // Before the reply, which may call `post_and_reply` again and take it.
+        crate::current::keep_spare(self.handle);
+        (self.reply)(self.value);
+    }
+}
 
 /// Posts `task` to `target`; its result is then posted, with `reply`, to `reply_runner`.
 ///
@@ -50,7 +127,7 @@ pub(crate) fn post_and_reply<S, P, F, T, R>(
 ) -> Result<(), PostError>
 where
     S: TaskRunner + ?Sized,
-    P: TaskRunner + 'static,
+    P: ReplyRunner,
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
     R: FnOnce(T) + Send + 'static,
@@ -81,7 +158,7 @@ struct WithReply<F, P, R> {
 
 impl<F, P, T, R> Job for WithReply<F, P, R>
 where
-    P: TaskRunner + 'static,
+    P: ReplyRunner,
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
     R: FnOnce(T) + Send + 'static,
@@ -102,41 +179,39 @@ where
 /// A reply on its way, while its task runs or is dropped: posted to `runner` when the task
 /// has run. Dropped without being sent (the task panicked or was dropped unrun), it still sends
 /// the reply closure to `runner`, to be dropped there.
-struct PendingReply<P: TaskRunner, R: Send + 'static> {
+struct PendingReply<P: ReplyRunner, R: Send + 'static> {
     reply: Option<R>,
     runner: P,
     posted_from: PostedFrom,
 }
 
-impl<P: TaskRunner, R: Send + 'static> PendingReply<P, R> {
+impl<P: ReplyRunner, R: Send + 'static> PendingReply<P, R> {
     fn send<T>(mut self, value: T)
     where
         R: FnOnce(T),
         T: Send + 'static,
     {
         if let Some(reply) = self.reply.take() {
-            // A reply runner that has shut down rejects the reply; it is dropped here, with the
-            // result (see the module docs).
-            let task = Task::with_location(move || reply(value), self.posted_from);
-            let _ = self.runner.post_task(task);
+            self.runner.post(self.runner.reply_task(reply, value, self.posted_from));
         }
     }
 }
 
-impl<P: TaskRunner, R: Send + 'static> Drop for PendingReply<P, R> {
+impl<P: ReplyRunner, R: Send + 'static> Drop for PendingReply<P, R> {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
-            let _ =
-                self.runner.post_task(Task::with_location(move || drop(reply), self.posted_from));
+            self.runner.post(Task::with_location(move || drop(reply), self.posted_from));
         }
     }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::sync::mpsc;
+
     use super::*;
-    use crate::closure::fits;
-    use crate::RunnerHandle;
+    use crate::current::has_spare;
+    use crate::{SequencedTaskRunner, TaskRunnerExt, TaskTraits, ThreadPool};
 
     #[test]
     fn a_reply_capturing_32_bytes_travels_inline() {
@@ -146,9 +221,71 @@ mod tests {
         };
         assert_eq!(std::mem::size_of_val(&reply), 32);
         assert_eq!(std::mem::size_of::<RunnerHandle>(), 2 * std::mem::size_of::<usize>());
-        fn job_fits<F, R>(_: &F, _: &R) -> bool {
-            fits::<WithReply<F, RunnerHandle, R>>()
+        fn fit<F, R>(_: &F, _: &R) -> (bool, bool) {
+            (fits::<WithReply<F, Home, R>>(), fits::<ReplyWithHandle<R, ()>>())
         }
-        assert!(job_fits(&|| (), &reply));
+        // Both ways: the task with the reply, and the reply with a handle to carry back.
+        assert_eq!(fit(&|| (), &reply), (true, true));
+    }
+
+    /// Runs `first` on a sequence A, with a sequence B to call `post_and_reply` on, and
+    /// returns what the replies send on `rx`; then shuts the pool down and checks that every
+    /// handle to A the replies carried back was dropped (kept or not) exactly once.
+    fn play<T>(
+        first: impl FnOnce(SequencedTaskRunner) + Send + 'static,
+        rx: mpsc::Receiver<T>,
+    ) -> T {
+        let pool = ThreadPool::builder().workers(2).build().unwrap();
+        let a = pool.sequenced_runner(TaskTraits::default());
+        let b = pool.sequenced_runner(TaskTraits::default());
+        let handles_before = crate::sync::Arc::strong_count(a.sequence());
+        a.post(move || first(b)).unwrap();
+        let sent = rx.recv().unwrap();
+        let report = pool.shutdown();
+        assert_eq!(report.skipped(), 0);
+        assert_eq!(crate::sync::Arc::strong_count(a.sequence()), handles_before);
+        sent
+    }
+
+    #[test]
+    fn a_reply_brings_a_handle_home_for_the_next_post_and_reply_to_take() {
+        let (tx, rx) = mpsc::channel();
+        let sent = play(
+            move |b| {
+                let before = has_spare();
+                let again = b.clone();
+                b.post_and_reply(
+                    || (),
+                    move |()| {
+                        let brought = has_spare();
+                        again
+                            .post_and_reply(
+                                || (),
+                                move |()| tx.send((before, brought, has_spare())).unwrap(),
+                            )
+                            .unwrap();
+                        assert!(!has_spare(), "the second post_and_reply takes the spare");
+                    },
+                )
+                .unwrap();
+            },
+            rx,
+        );
+        assert_eq!(sent, (false, true, true));
+    }
+
+    #[test]
+    fn a_reply_too_large_to_carry_a_handle_runs_without_one() {
+        let (tx, rx) = mpsc::channel();
+        let sent = play(
+            move |b| {
+                let captured = [7u64; 5];
+                let reply = move |n: u64| tx.send((n + captured[4], has_spare())).unwrap();
+                assert!(std::mem::size_of_val(&reply) + std::mem::size_of::<u64>() > 32);
+                b.post_and_reply(|| 35, reply).unwrap();
+            },
+            rx,
+        );
+        assert_eq!(sent, (42, false));
     }
 }

@@ -257,8 +257,14 @@ pub trait TaskRunnerExt: TaskRunner {
         R: FnOnce(T) + Send + 'static,
     {
         let location = Location::caller();
-        match crate::current_runner() {
-            Some(origin) => crate::reply::post_and_reply(self, origin, task, reply, location),
+        match crate::current::reply_runner() {
+            Some(origin) => crate::reply::post_and_reply(
+                self,
+                crate::reply::Home(origin),
+                task,
+                reply,
+                location,
+            ),
             None => {
                 Err(PostError::NoCurrentRunner(crate::reply::without_runner(task, reply, location)))
             }
@@ -305,7 +311,8 @@ pub trait TaskRunnerExt: TaskRunner {
         T: Send + 'static,
         R: FnOnce(T) + Send + 'static,
     {
-        crate::reply::post_and_reply(self, reply_runner.clone(), task, reply, Location::caller())
+        let reply_runner = crate::reply::Named(reply_runner.clone());
+        crate::reply::post_and_reply(self, reply_runner, task, reply, Location::caller())
     }
 }
 
@@ -355,6 +362,16 @@ impl RunnerHandle {
 
     pub(crate) fn single_thread(runner: SingleThreadTaskRunner) -> RunnerHandle {
         RunnerHandle { kind: Kind::SingleThread(Arc::new(runner)) }
+    }
+
+    /// Whether both handles lead to the same runner.
+    pub(crate) fn is_same_runner(&self, other: &RunnerHandle) -> bool {
+        match (&self.kind, &other.kind) {
+            (Kind::Sequenced(a), Kind::Sequenced(b)) => Arc::ptr_eq(a.sequence(), b.sequence()),
+            (Kind::Parallel(a), Kind::Parallel(b)) => a.is_same_runner(b),
+            (Kind::SingleThread(a), Kind::SingleThread(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// The runner as a sequenced runner, if it is one.
