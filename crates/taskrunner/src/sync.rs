@@ -88,11 +88,17 @@ pub(crate) fn prefetch_for_read<T>(addr: *const T) {
 mod prefetchw {
     use std::sync::atomic::{AtomicU8, Ordering};
 
+    use crossbeam_utils::CachePadded;
+
     const UNKNOWN: u8 = 0;
     const ABSENT: u8 = 1;
     const PRESENT: u8 = 2;
 
-    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+    /// On a cache line of its own: every post reads it, and a static that shares its line and
+    /// is written often (the program's own counter, say) would make each of those reads a miss.
+    /// A probe whose tasks bumped a static that the linker had placed 24 bytes before it ran
+    /// at a third of the speed (docs/PERFORMANCE.md, step 28).
+    static STATE: CachePadded<AtomicU8> = CachePadded::new(AtomicU8::new(UNKNOWN));
 
     #[inline]
     pub(super) fn available() -> bool {
@@ -116,6 +122,14 @@ mod prefetchw {
         };
         STATE.store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
         present
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn the_answer_has_a_cache_line_of_its_own() {
+        // Whole lines, so no other static can share one with the byte read on every post.
+        assert!(std::mem::align_of_val(&STATE) >= 64);
+        assert!(std::mem::size_of_val(&STATE) >= 64);
     }
 }
 
