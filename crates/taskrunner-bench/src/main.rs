@@ -109,7 +109,8 @@ fn throughput(config: &Config, progress: &mut Progress, errors: &mut Vec<String>
     let mut samples = vec![vec![Vec::new(); config.writers.len()]; variants.len()];
     for rep in 0..config.reps {
         for (w, &writers) in config.writers.iter().enumerate() {
-            for (v, variant) in variants.iter().enumerate() {
+            for v in rotated(variants.len(), rep) {
+                let variant = &variants[v];
                 progress.step(&format!(
                     "throughput rep {}/{} W={writers} {}",
                     rep + 1,
@@ -138,7 +139,8 @@ fn latency(
         executors.iter().map(|_| (latency::histogram(), Duration::ZERO, Vec::new())).collect();
     let per_rep = (config.latency_ops / config.reps as u64).max(1);
     for rep in 0..config.reps {
-        for (i, variant) in executors.iter().enumerate() {
+        for i in rotated(executors.len(), rep) {
+            let variant = &executors[i];
             progress.step(&format!("latency rep {}/{} {}", rep + 1, config.reps, variant.name()));
             match latency::run(
                 *variant,
@@ -172,7 +174,8 @@ fn pingpong(
 ) -> Vec<(Pair, Vec<f64>)> {
     let mut rows: Vec<(Pair, Vec<f64>)> = Pair::ALL.iter().map(|&p| (p, Vec::new())).collect();
     for rep in 0..config.reps {
-        for (pair, ns) in rows.iter_mut() {
+        for i in rotated(rows.len(), rep) {
+            let (pair, ns) = &mut rows[i];
             progress.step(&format!("ping-pong rep {}/{} {}", rep + 1, config.reps, pair.name()));
             match pair.run(config.rounds, config.workers) {
                 Ok(d) => ns.push(d.as_nanos() as f64 / config.rounds as f64),
@@ -181,6 +184,13 @@ fn pingpong(
         }
     }
     rows
+}
+
+/// The indices `0..n` in the order repetition `rep` runs them: starting at `rep % n`, so that
+/// no variant always runs first, right after the previous section or the last variant of the
+/// previous repetition (whose threads may have just spun on both cores).
+fn rotated(n: usize, rep: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |i| (i + rep) % n)
 }
 
 /// Writes report.md and, when there is a throughput section, throughput.svg.
@@ -274,5 +284,16 @@ impl Progress {
             self.done,
             self.started.elapsed().as_secs_f64()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotated;
+
+    #[test]
+    fn each_repetition_starts_one_variant_later_and_runs_them_all() {
+        let orders: Vec<Vec<usize>> = (0..4).map(|rep| rotated(3, rep).collect()).collect();
+        assert_eq!(orders, [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]);
     }
 }
