@@ -153,6 +153,7 @@ impl Consumer<'_> {
     }
 
     /// Whether the next task is ready.
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn has_ready_task(&mut self) -> bool {
         self.queue.is_ready(&mut self.cursor)
