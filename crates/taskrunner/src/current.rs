@@ -103,7 +103,7 @@ pub(crate) fn keep_spare(handle: RunnerHandle) {
 }
 
 /// Whether the current context holds a spare handle.
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) fn has_spare() -> bool {
     CURRENT.with(|c| c.borrow().as_ref().is_some_and(|ctx| ctx.spare.is_some()))
 }
