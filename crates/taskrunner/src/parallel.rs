@@ -195,7 +195,7 @@ impl ParallelTaskRunner {
     /// Whether the calling code is one of this runner's tasks.
     fn is_current(&self) -> bool {
         current::current_runner()
-            .and_then(|r| r.as_parallel().map(|p| Arc::ptr_eq(&p.parallel, &self.parallel)))
+            .and_then(|r| r.as_parallel().map(|p| p.is_same_runner(self)))
             .unwrap_or(false)
     }
 }
