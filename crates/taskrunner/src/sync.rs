@@ -96,8 +96,8 @@ mod prefetchw {
 
     /// On a cache line of its own: every post reads it, and a static that shares its line and
     /// is written often (the program's own counter, say) would make each of those reads a miss.
-    /// A probe whose tasks bumped a static that the linker had placed in its line ran at a
-    /// third to a half of the speed (docs/PERFORMANCE.md, step 28).
+    /// A probe whose tasks bumped a static that the linker had placed in its line ran at
+    /// 45–65 % of the speed (docs/PERFORMANCE.md, step 28).
     static STATE: CachePadded<AtomicU8> = CachePadded::new(AtomicU8::new(UNKNOWN));
 
     #[inline]
