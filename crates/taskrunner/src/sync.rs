@@ -133,6 +133,108 @@ mod prefetchw {
     }
 }
 
+/// Asymmetric barriers: a free barrier on a fast path ([`light_load`](asymmetric::light_load))
+/// paired with a costly one on a rare slow path ([`heavy`](asymmetric::heavy)), which together
+/// order memory as two full fences would. The pattern of Linux's `membarrier(2)`, folly's
+/// `asymmetricLightBarrier`/`asymmetricHeavyBarrier` and liburcu.
+///
+/// The guarantee: a thread stores, then reads a word with `light_load`; another thread
+/// writes that word (with an atomic read-modify-write), then calls `heavy`, then reads what
+/// the first thread stored. If the light load read the word's value from before that write,
+/// the second thread's read sees the first thread's store. (`heavy` makes every CPU that runs
+/// a thread of the process execute a full barrier, so the light side's store and load cannot
+/// have passed each other unobserved.)
+///
+/// Only on Linux, and only where the kernel offers the private expedited command (4.14 and
+/// later, not refused by a seccomp filter): [`available`](asymmetric::available) says so,
+/// and callers that find it false must not rely on `heavy`. Elsewhere [`SUPPORTED`](
+/// asymmetric::SUPPORTED) is false at compile time and a caller's fast path folds away.
+///
+/// Written here rather than taken from the `membarrier` crate: that crate's light barrier is a
+/// full fence wherever the system call is missing, and it does not tell its caller which one it
+/// got, so a post would pay a fence on every call on those systems; here the caller asks first
+/// and keeps its plain path there.
+///
+/// Under loom the pair is modelled by what it guarantees: the light load is a read-modify-write
+/// of the word (`fetch_add(0)`, acquire and release), so loom orders it against the other
+/// thread's write of the word both ways and passes the earlier stores along, and `heavy` does
+/// nothing.
+pub(crate) mod asymmetric {
+    use super::atomic::{AtomicUsize, Ordering};
+
+    /// Whether the fast path can exist on this target at all.
+    pub(crate) const SUPPORTED: bool = cfg!(any(loom, all(target_os = "linux", not(miri))));
+
+    /// The fast side: a load of `word` ordered after this thread's earlier stores for any
+    /// thread that writes `word` and then calls [`heavy`] (see the module docs). On the
+    /// processor it is a plain load: the barrier only stops the compiler from moving it.
+    #[inline(always)]
+    pub(crate) fn light_load(word: &AtomicUsize) -> usize {
+        #[cfg(not(loom))]
+        {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            word.load(Ordering::Relaxed)
+        }
+        #[cfg(loom)]
+        {
+            word.fetch_add(0, Ordering::AcqRel)
+        }
+    }
+
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+    mod linux {
+        use std::sync::OnceLock;
+
+        fn membarrier(command: libc::c_int) -> libc::c_long {
+            // SAFETY: membarrier(2) takes a command, flags and a CPU number, and reads or
+            // writes no memory of the caller's.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::syscall(libc::SYS_membarrier, command, 0 as libc::c_uint, 0 as libc::c_int)
+            }
+        }
+
+        /// Asked and registered once per process. The registration may wait for an RCU grace
+        /// period in the kernel (milliseconds), so pools ask when they are built
+        /// (`ThreadPool::build`), not on a worker's first busy batch.
+        pub(crate) fn available() -> bool {
+            static REGISTERED: OnceLock<bool> = OnceLock::new();
+            *REGISTERED.get_or_init(|| {
+                let needed = libc::c_long::from(
+                    libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED
+                        | libc::MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                );
+                let offered = membarrier(libc::MEMBARRIER_CMD_QUERY);
+                offered >= 0
+                    && offered & needed == needed
+                    && membarrier(libc::MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+            })
+        }
+
+        pub(crate) fn heavy() {
+            debug_assert!(available(), "heavy barrier without a registration");
+            // Once registered, the command fails only when the kernel cannot allocate its CPU
+            // mask (ENOMEM), which passes; try again rather than give the guarantee up.
+            while membarrier(libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+    pub(crate) use linux::{available, heavy};
+
+    /// Whether [`heavy`] works here (asked once, then a load). Always true under loom.
+    #[cfg(any(loom, not(all(target_os = "linux", not(miri)))))]
+    pub(crate) fn available() -> bool {
+        cfg!(loom)
+    }
+
+    /// The slow side (see the module docs); call only where [`available`] said true.
+    #[cfg(any(loom, not(all(target_os = "linux", not(miri)))))]
+    pub(crate) fn heavy() {}
+}
+
 use std::time::Duration;
 
 /// A mutex whose `lock` never reports poisoning (see the module docs).

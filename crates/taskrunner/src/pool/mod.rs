@@ -798,6 +798,9 @@ impl ThreadPoolBuilder {
             None => default_workers(),
         };
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        // Asked (and the process registered for the barrier) here, not on a worker's first
+        // busy batch: the registration can take milliseconds (see `sync::asymmetric`).
+        crate::sync::asymmetric::available();
         let tracker = std::sync::Arc::new(Tracker::new());
         let clock = self.clock.unwrap_or_else(|| std::sync::Arc::new(RealClock));
         let skipped_to = tracker.clone();

@@ -7,25 +7,42 @@
 //! ```text
 //!   bit 0  SCHEDULED  the pool owns the sequence: it is in a pool queue or a worker runs it
 //!   bit 1  CLOSED     the runner was shut down: posts are rejected
-//!   bits 2+  NOTIFIED   how many posts completed since the owner last looked
+//!   bit 2  DRAINING   the owner is working through a backlog: posts need not count themselves
+//!   bits 3+  NOTIFIED   how many posts completed since the owner last looked
 //!
-//!   post:    push the task (claim a slot, write it, mark it ready), then
+//!   post:    push the task (claim a slot, write it, mark it ready), then read the word with
+//!            a light barrier (`sync::asymmetric`); if DRAINING is set, done. Otherwise
 //!            fetch_add(NOTIFIED); if SCHEDULED was clear, fetch_or(SCHEDULED), and whoever
 //!            set it (saw it clear) enqueues the sequence
+//!   drain:   the owner, after 32 tasks in one batch: fetch_or(DRAINING) (only where the
+//!            heavy barrier is available)
 //!   release: the owner's pop found no ready task:
-//!            fetch_and(SCHEDULED | CLOSED) (take the count); if it was non-zero → pop again
+//!            fetch_and(SCHEDULED | CLOSED) (take the count and DRAINING); if DRAINING was
+//!            set → heavy barrier, pop again; if the count was non-zero → pop again;
 //!            else CAS(SCHEDULED → clear), failing if anything changed → pop again
 //!   close:   fetch_or(CLOSED) (queued tasks run or are dropped by behaviour)
 //! ```
 //!
-//! Why no task is stranded: a poster marks its slot ready *before* its `fetch_add`, and the
+//! Why no task is stranded: a poster marks its slot ready *before* it reads the word, and the
 //! owner gives the sequence up only with a CAS that fails if a post was counted after the
-//! owner's `fetch_and` took the count. Take any post P. If P's `fetch_add` comes before the
-//! owner's `fetch_and`, that RMW acquires P's release, so the owner's next pop sees P's slot
-//! ready. If it comes between the `fetch_and` and the CAS, the CAS fails and the owner pops
-//! again. If it comes after the CAS, P sees `SCHEDULED` clear and, through `fetch_or`, exactly
-//! one such poster schedules the sequence.
+//! owner's `fetch_and` took the count. Take any post P. If P read DRAINING set, that read came
+//! before the `fetch_and` that cleared it (only the owner sets the bit, while it holds
+//! SCHEDULED, and only that `fetch_and` clears it; the release that clears SCHEDULED comes
+//! later); the owner issues the heavy barrier after that `fetch_and` and pops again, and the
+//! pair of barriers makes P's slot visible to that pop. Otherwise P counts itself: if its
+//! `fetch_add` comes before the owner's `fetch_and`, that RMW acquires P's release, so the
+//! owner's next pop sees P's slot ready. If it comes between the `fetch_and` and the CAS, the
+//! CAS fails and the owner pops again. If it comes after the CAS, P sees `SCHEDULED` clear
+//! and, through `fetch_or`, exactly one such poster schedules the sequence.
 //!
+//! Why DRAINING: the count's `fetch_add` is a locked instruction, which waits until the
+//! post's slot stores have reached the cache, and the slot's line is usually in the worker's
+//! cache, where the worker last cleared it: a cross-core round trip per post. While the owner
+//! works through a backlog it polls the queue anyway and needs no notice, so the posts read
+//! the word instead and go on; the owner pays one `membarrier(2)` when it lets the backlog go
+//! (docs/PERFORMANCE.md, step 29). Where the barrier is missing (not Linux, or a kernel or
+//! seccomp filter without it) the owner never sets DRAINING and every post counts itself.
+
 //! The owner never waits for a poster: a slot claimed but not yet written (its poster was
 //! descheduled mid-push) simply ends the batch; that poster's `fetch_add` comes later and
 //! schedules the sequence again. Tasks stay in claim order, so a task written after the slow
@@ -48,7 +65,7 @@ use std::time::Instant;
 use crate::current::SequenceToken;
 use crate::observe::{self, RejectReason};
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use crate::sync::Arc;
+use crate::sync::{asymmetric, Arc};
 use crate::task::TaskInPlace;
 use crate::{PostError, Task, TaskTraits};
 
@@ -60,8 +77,10 @@ use super::{Shared, Source};
 
 const SCHEDULED: usize = 1;
 const CLOSED: usize = 2;
-/// Bits 2 and up count the posts completed since the owner last looked (`NOTIFIED` is one).
-const NOTIFIED: usize = 4;
+const DRAINING: usize = 4;
+/// Bits 3 and up count the posts completed since the owner last looked (`NOTIFIED` is one).
+const NOTIFIED: usize = 8;
+/// What `release` keeps of the word: it takes the count and DRAINING.
 const FLAGS: usize = SCHEDULED | CLOSED;
 
 /// Polls of the queue's length by a post that found a long backlog before it yields its core
@@ -245,8 +264,13 @@ impl Sequence {
         observe::posted(&mut task, this.name());
         // SAFETY: `task` is forgotten, never used again.
         let long_backlog = unsafe { this.queue.push_from(&task, this.pool.blocks()) };
-        // One `lock xadd`: a `fetch_or` of two bits whose result is used is a CAS loop on x86.
-        if this.state.fetch_add(NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
+        if asymmetric::SUPPORTED && asymmetric::light_load(&this.state) & DRAINING != 0 {
+            // The owner polls its queue and will see the slot (see the module docs).
+            #[cfg(all(test, not(loom)))]
+            tests::SKIPPED.with(|skipped| skipped.set(skipped.get() + 1));
+        } else if this.state.fetch_add(NOTIFIED, Ordering::AcqRel) & SCHEDULED == 0 {
+            // One `lock xadd`: a `fetch_or` of two bits whose result is used is a CAS loop on
+            // x86.
             Sequence::schedule_idle(this);
         }
         if long_backlog {
@@ -335,6 +359,16 @@ impl Sequence {
         self.bounded.as_ref().map(|b| b.capacity())
     }
 
+    /// Transition `drain`: the owner has a backlog and polls its queue, so posts may stop
+    /// counting themselves until its next `release`. Only the owner calls this; a no-op where
+    /// the heavy barrier that `release` then needs is missing.
+    pub(crate) fn start_draining(&self) {
+        if asymmetric::available() {
+            // Relaxed: what makes a skipped post safe is `release`'s barrier, not this write.
+            self.state.fetch_or(DRAINING, Ordering::Relaxed);
+        }
+    }
+
     /// Statistics: whether a worker runs the sequence's tasks now (set by the owner).
     #[inline]
     pub(crate) fn set_running(&self, running: bool) {
@@ -374,6 +408,12 @@ impl Sequence {
     /// unless a post completed since it last looked.
     pub(crate) fn release(&self) -> Release {
         let prev = self.state.fetch_and(FLAGS, Ordering::AcqRel);
+        if prev & DRAINING != 0 {
+            // Posts that read DRAINING set did not count themselves: make their slots visible
+            // to this thread, and look again.
+            asymmetric::heavy();
+            return Release::Reacquired;
+        }
         if prev & !FLAGS != 0 {
             return Release::Reacquired;
         }
@@ -576,6 +616,8 @@ mod tests {
     std::thread_local! {
         /// Times this thread yielded in `Sequence::let_the_owner_catch_up`.
         pub(super) static YIELDS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// Posts of this thread that read DRAINING set and did not count themselves.
+        pub(super) static SKIPPED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     #[test]
@@ -666,6 +708,97 @@ mod tests {
         assert_eq!(YIELDS.with(|y| y.get()), yields_before);
         release.send(()).unwrap();
         seq.wait_idle(std::time::Duration::from_secs(30)).unwrap();
+        drop(pool.shutdown());
+    }
+
+    #[test]
+    fn posts_skip_their_count_while_the_owner_drains_and_none_is_lost() {
+        use crate::TaskRunnerExt;
+        use std::sync::mpsc::channel;
+        let (pool, seq, release) = held_sequence();
+        let ran = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let post = |i: usize| {
+            let ran = ran.clone();
+            seq.post(move || ran.lock().unwrap().push(i)).unwrap();
+        };
+        // A backlog behind the held first task, with one task in it that stops the owner
+        // well past the first `DRAIN_AFTER` tasks of its batch, until told to go on.
+        let (reached, wait_reached) = channel::<()>();
+        let (go_on, wait_go_on) = channel::<()>();
+        let backlog = 100;
+        let stop_at = 60;
+        (0..stop_at).for_each(post);
+        let stopper = ran.clone();
+        seq.post(move || {
+            stopper.lock().unwrap().push(stop_at);
+            reached.send(()).unwrap();
+            wait_go_on.recv().unwrap();
+        })
+        .unwrap();
+        (stop_at + 1..backlog).for_each(post);
+        let skipped_before = SKIPPED.with(|s| s.get());
+        release.send(()).unwrap();
+        wait_reached.recv().unwrap();
+        // The owner is inside a task of a batch that has run more than `DRAIN_AFTER` tasks:
+        // DRAINING is set, and it cannot be cleared before that task returns.
+        let during = 50;
+        (backlog..backlog + during).for_each(post);
+        let skipped = SKIPPED.with(|s| s.get()) - skipped_before;
+        let expected = if asymmetric::available() { during } else { 0 };
+        assert_eq!(skipped, expected, "posts that skipped their count while the owner drained");
+        go_on.send(()).unwrap();
+        seq.wait_idle(std::time::Duration::from_secs(30)).unwrap();
+        // After the owner let the backlog go, posts count themselves and wake it again.
+        let skipped_before = SKIPPED.with(|s| s.get());
+        let (done, wait_done) = channel::<()>();
+        seq.post(move || done.send(()).unwrap()).unwrap();
+        wait_done
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a post after the drain ran");
+        assert_eq!(*ran.lock().unwrap(), (0..backlog + during).collect::<Vec<_>>());
+        assert!(SKIPPED.with(|s| s.get()) - skipped_before <= 1);
+        drop(pool.shutdown());
+    }
+
+    #[test]
+    fn bursts_from_several_threads_around_idle_periods_all_run_in_order() {
+        // Each burst is long enough for the owner to start draining and ends in a release
+        // that clears DRAINING with the heavy barrier; posts race with that release.
+        use crate::TaskRunnerExt;
+        let pool = crate::ThreadPool::builder().workers(2).build().unwrap();
+        let seq = pool.sequenced_runner(TaskTraits::default());
+        let (threads, bursts, burst) = (3, 100, 200);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![0usize; threads]));
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (seq, seen) = (&seq, &seen);
+                s.spawn(move || {
+                    for b in 0..bursts {
+                        for i in 0..burst {
+                            let seen = seen.clone();
+                            let n = b * burst + i;
+                            seq.post(move || {
+                                let mut seen = seen.lock().unwrap();
+                                assert_eq!(seen[t], n, "thread {t}'s tasks out of order");
+                                seen[t] = n + 1;
+                            })
+                            .unwrap();
+                        }
+                        // Let the sequence go idle between bursts, now and then.
+                        if b % 4 == 0 {
+                            let (done, wait_done) = std::sync::mpsc::channel::<()>();
+                            seq.post(move || done.send(()).unwrap()).unwrap();
+                            let idle = std::time::Duration::from_secs(30);
+                            wait_done.recv_timeout(idle).expect("the burst ran");
+                        }
+                    }
+                });
+            }
+        });
+        seq.wait_idle(std::time::Duration::from_secs(60)).unwrap();
+        // A failed order check panics in its task and poisons the lock: the count stops short,
+        // and this `unwrap` fails.
+        assert_eq!(*seen.lock().unwrap(), vec![bursts * burst; threads]);
         drop(pool.shutdown());
     }
 }

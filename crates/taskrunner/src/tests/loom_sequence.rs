@@ -1,5 +1,7 @@
 //! Concurrent posts against the running worker: no lost wake-up, never two tasks at once,
-//! every task exactly once.
+//! every task exactly once. Under loom the owner sets `DRAINING` after its first task
+//! (`worker.rs`), so these models also cover posts that skip their count and the release that
+//! takes the bit (`pool/sequence.rs`).
 
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc};
