@@ -785,6 +785,11 @@ impl ThreadPoolBuilder {
     }
 
     /// Starts the pool's threads.
+    ///
+    /// On Linux the first pool of a process also registers the process for `membarrier(2)`
+    /// (private expedited), once: a busy sequence then lets posts skip a locked instruction,
+    /// and its worker pays one such barrier when the burst ends (the pool's `README.md`,
+    /// section 1). Where the kernel refuses the command, posts take the plain path.
     pub fn build(self) -> Result<ThreadPool, BuildError> {
         let workers = match self.workers {
             Some(0) => return Err(BuildError::new("a thread pool needs at least one worker")),
