@@ -34,9 +34,10 @@ const BATCH: usize = 256;
 const BATCH: usize = 2;
 
 /// Tasks of one batch after which the owner tells posts that it is working through a backlog
-/// and needs no notice of them (`Sequence::start_draining`): a steady stream of posts that
-/// each find the queue empty (the benchmark's latency load, ping-pong) never gets there, so its
-/// releases never pay the heavy barrier; a backlog gets there within a microsecond.
+/// and needs no notice of them (`Sequence::start_draining`): a stream of posts that mostly find
+/// the queue empty (ping-pong, the benchmark's latency load) rarely gets there, so its releases
+/// rarely pay the heavy barrier (189 in the five seconds of that load, docs/PERFORMANCE.md,
+/// step 29); a backlog gets there within a microsecond. 8 and 128 measured alike.
 #[cfg(not(loom))]
 const DRAIN_AFTER: usize = 32;
 #[cfg(loom)]
